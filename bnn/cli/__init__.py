@@ -1,0 +1,75 @@
+"""The ``bnn`` command line.
+
+Sub-command modules import torch only inside the commands that need it, so
+``bnn --help`` and ``bnn list-plugins`` stay fast.
+Errors caused by input (``BnnError``) are printed as one paragraph with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from bnn import __version__
+from bnn_core.errors import BnnError
+
+# command -> (module, help)
+COMMANDS = {
+    "list-plugins": ("bnn.cli.plugins", "show installed plugins and what each registered"),
+    "list": ("bnn.cli.listing", "list registered binarizers, layers, models or datasets"),
+    "validate": ("bnn.cli.configs", "check a config file and report every problem"),
+    "config-schema": ("bnn.cli.configs", "print the JSON Schema of config files"),
+    "explain": ("bnn.cli.explain", "show how a config binarizes its model, layer by layer"),
+}
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="bnn",
+        description="Binary neural networks for PyTorch: binarize, train and deploy.",
+        epilog="Run `bnn COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"bnn {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail if a plugin is broken or two plugins register the same name "
+        "(same as BNN_STRICT_PLUGINS=1)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        command.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(name, command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bnn`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if args.strict:
+        os.environ["BNN_STRICT_PLUGINS"] = "1"
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args.command, args) or 0)
+    except BnnError as exc:
+        print(f"bnn {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"bnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

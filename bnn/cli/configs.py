@@ -1,0 +1,37 @@
+"""``bnn validate`` and ``bnn config-schema``: check configs before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from bnn.cli.output import print_json
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    if name == "validate":
+        parser.add_argument("config", help="a YAML config (recipe) file")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    from bnn.recipe import Recipe, load_recipe
+
+    if name == "config-schema":
+        print_json(Recipe.model_json_schema())
+        return 0
+    recipe = load_recipe(args.config)
+    from bnn_core.engine import plan_binarization
+    from bnn_core.meta import build_on_meta
+
+    model = build_on_meta(recipe.model)
+    summary = f"model {recipe.model.name}"
+    if recipe.binarize is not None:
+        plans = plan_binarization(
+            model,
+            recipe.binarize.bconfig,
+            recipe.binarize.custom_config_layers_name,
+            recipe.binarize.ignore_layers_name,
+        )
+        binary = sum(p.binarize for p in plans)
+        summary += f", {binary} of {len(plans)} layers binarized"
+    print(f"{args.config}: valid ({summary})")
+    return 0

@@ -1,0 +1,91 @@
+"""``bnn list KIND [PATTERN]``: the registered components of one kind."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bnn.cli.output import print_json, print_table
+
+KINDS = {"binarizers": "binarizer", "layers": "layer", "models": "model", "datasets": "dataset"}
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=sorted(KINDS), help="what to list")
+    parser.add_argument("pattern", nargs="?", help="fnmatch pattern, for example '*sign*'")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _options(target: Any) -> dict[str, Any]:
+    from bnn_core.params import params_model
+
+    return {
+        key: ("<required>" if field.is_required() else field.default)
+        for key, field in params_model(target).model_fields.items()
+    }
+
+
+def _describe(kind: str, entry: Any) -> dict[str, Any]:
+    target = entry.load()
+    row: dict[str, Any] = {"name": entry.name, "aliases": list(entry.aliases)}
+    if kind == "binarizer":
+        from dataclasses import asdict
+
+        from bnn_core.binarizer import describe_binarizer
+
+        row.update(asdict(describe_binarizer(entry.name, target)))
+    elif kind == "layer":
+        float_layer = entry.metadata["float_layer"]
+        float_name = (
+            float_layer
+            if isinstance(float_layer, str)
+            else f"{float_layer.__module__}:{float_layer.__qualname__}"
+        )
+        row.update(float_layer=float_name, binary_layer=entry.reference)
+    else:
+        row.update(options=_options(target), summary=entry.summary)
+    row["provider"] = entry.provider
+    return row
+
+
+def _text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items()) or "-"
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    from bnn_core.registries import REGISTRIES
+
+    kind = KINDS[args.kind]
+    rows = [_describe(kind, e) for e in REGISTRIES[kind].entries(args.pattern)]
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print(
+            f"No {args.kind} match {args.pattern!r}."
+            if args.pattern
+            else f"No {args.kind} registered."
+        )
+        return 0
+    if kind == "binarizer":
+        columns = ("name", "roles", "values", "bits", "learnable", "options", "packed")
+        table = [
+            (
+                r["name"],
+                ", ".join(r["roles"]),
+                r["value_set"],
+                r["bit_width"] or "-",
+                ", ".join(r["learnable"]) or "-",
+                _text(r["options"]),
+                "yes" if r["packable"] else "no",
+            )
+            for r in rows
+        ]
+    elif kind == "layer":
+        columns = ("name", "float layer", "binary layer", "provider")
+        table = [(r["name"], r["float_layer"], r["binary_layer"], r["provider"]) for r in rows]
+    else:
+        columns = ("name", "options", "description", "provider")
+        table = [(r["name"], _text(r["options"]), r["summary"], r["provider"]) for r in rows]
+    print_table(None, columns, table)
+    return 0

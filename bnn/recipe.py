@@ -1,0 +1,57 @@
+"""The YAML config (recipe) of a bnn job: which model, how it is binarized, which data.
+
+Every key is checked (unknown keys are errors) and names are resolved through the
+registries, so ``bnn validate`` reports every problem before anything runs::
+
+    version: 1
+    model: {name: lenet5, num_classes: 10}
+    binarize:
+      bconfig:
+        activation_pre_process: ste_sign
+        weight_pre_process: {name: xnor_weight, compute_alpha: true}
+      custom_config_layers_name: {_first_: {}, _last_: {}}   # {} = full precision
+    data:
+      dataset: fashion_mnist        # no root: the embedded subset
+      batch_size: 256
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PositiveInt
+
+from bnn_core.config import BinarizeSpec, DatasetSpec, ModelSpec, load_yaml, validate_model
+
+
+class DataSpec(BaseModel):
+    """Where batches come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetSpec
+    batch_size: PositiveInt = 128
+
+
+class Recipe(BaseModel):
+    """A whole job config (schema version 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    model: ModelSpec
+    binarize: BinarizeSpec | None = None
+    data: DataSpec | None = None
+
+    def build_model(self, binarize: bool = True) -> Any:
+        """Build the model and, unless ``binarize`` is False, binarize it as configured."""
+        model = self.model.build()
+        if binarize and self.binarize is not None:
+            model = self.binarize.apply(model, inplace=True)
+        return model
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load and validate a recipe file; raises ConfigError listing every problem."""
+    return validate_model(Recipe, load_yaml(path), str(path))

@@ -1,0 +1,59 @@
+"""Weight binarizers with an analytic per-output-channel scale (XNOR-Net)."""
+
+from __future__ import annotations
+
+import torch
+
+from bnn_binarizers.functional import clipped_identity, surrogate_sign
+from bnn_core.binarizer import WEIGHT, Binarizer, ValueSet
+
+
+def channel_mean_abs(w: torch.Tensor) -> torch.Tensor:
+    """``mean(|W|)`` over every axis but the first (one value per output channel), kept
+    broadcastable to ``W``; a plain abs/mean, much faster than an L1-norm reduction."""
+    return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+
+
+class XNORWeightBinarizer(Binarizer):
+    """XNOR-Net weight binarization: ``alpha * sign(W)``.
+
+    With ``center_weights`` the weights are first centred by subtracting their mean over
+    the input-channel axis (dim 1, as the seed did). With ``compute_alpha`` the signs are
+    scaled by ``alpha = mean(|W|)`` per output channel (detached, as in the seed's fork);
+    otherwise the output is in {-1, +1}. Backward: clipped straight-through estimator
+    on the sign, times ``alpha``, through the centring. No learnable parameters;
+    packable (the per-channel scale folds into the output transform).
+    Rastegari et al., XNOR-Net, ECCV 2016.
+    """
+
+    roles = frozenset({WEIGHT})
+    value_set = ValueSet.SCALED_BINARY
+    bit_width = 1
+    packable = True
+    paper = "Rastegari et al., XNOR-Net, ECCV 2016"
+
+    def __init__(self, compute_alpha: bool = True, center_weights: bool = False) -> None:
+        super().__init__()
+        self.compute_alpha = compute_alpha
+        self.center_weights = center_weights
+        self._derivative = clipped_identity(1.0)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.center_weights:
+            w = w - w.mean(dim=1, keepdim=True)
+        signs = surrogate_sign(w, self._derivative)
+        if not self.compute_alpha:
+            return signs
+        return signs * channel_mean_abs(w).detach()
+
+    def expected_grad(self, w: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+        centred = w - w.mean(dim=1, keepdim=True) if self.center_weights else w
+        grad = grad_output * (centred.abs() <= 1).to(w.dtype)
+        if self.compute_alpha:
+            grad = grad * centred.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+        if self.center_weights:
+            grad = grad - grad.mean(dim=1, keepdim=True)
+        return grad
+
+    def extra_repr(self) -> str:
+        return f"compute_alpha={self.compute_alpha}, center_weights={self.center_weights}"

@@ -1,0 +1,147 @@
+"""Config-file schemas shared by every command: components named in a registry, the
+binarization section, YAML loading, and readable validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bnn_core.bconfig import BConfig
+from bnn_core.errors import BnnError, ConfigError
+from bnn_core.schema import registry_json_schema
+
+
+class ComponentSpec(BaseModel):
+    """A registered component and its options: ``{name: <registry name>, <option>: value}``
+    (or just the name). Options are checked against the builder's signature."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: ClassVar[str] = ""
+    reserved: ClassVar[frozenset[str]] = frozenset()
+
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_options(self) -> ComponentSpec:
+        from bnn_core.params import validate_params
+        from bnn_core.registries import REGISTRIES
+
+        try:
+            target = REGISTRIES[self.kind].get(self.name)
+            options = {k: v for k, v in self.options.items() if k not in self.reserved}
+            validate_params(target, options, f"{self.kind} {self.name!r}")
+        except BnnError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return registry_json_schema(cls.kind) if cls.kind else handler(core_schema)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options given besides ``name``."""
+        return dict(self.model_extra or {})
+
+    def build(self, **overrides: Any) -> Any:
+        """Call the registered builder with the options (and ``overrides``)."""
+        from bnn_core.params import validate_params
+        from bnn_core.registries import REGISTRIES
+
+        target = REGISTRIES[self.kind].get(self.name)
+        options = validate_params(
+            target, {**self.options, **overrides}, f"{self.kind} {self.name!r}"
+        )
+        return target(**options)
+
+
+class ModelSpec(ComponentSpec):
+    """A model from the model registry, for example ``{name: lenet5, num_classes: 10}``."""
+
+    kind = "model"
+
+
+class DatasetSpec(ComponentSpec):
+    """A dataset from the dataset registry, for example ``{name: fashion_mnist, root: ...}``.
+    The split is chosen by the command that uses it."""
+
+    kind = "dataset"
+    reserved = frozenset({"split"})
+
+
+class BinarizeSpec(BaseModel):
+    """The arguments of ``prepare_binary_model``, as written in a config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bconfig: BConfig
+    custom_config_layers_name: dict[str, BConfig] = Field(default_factory=dict)
+    ignore_layers_name: list[str] = Field(default_factory=list)
+
+    def apply(self, model: Any, inplace: bool = False) -> Any:
+        """Binarize ``model`` as this section says."""
+        from bnn_core.engine import prepare_binary_model
+
+        return prepare_binary_model(
+            model, self.bconfig, self.custom_config_layers_name, self.ignore_layers_name, inplace
+        )
+
+    def plan(self, model: Any) -> Any:
+        """The per-layer plan (see :func:`bnn_core.engine.plan_binarization`)."""
+        from bnn_core.engine import plan_binarization
+
+        return plan_binarization(
+            model, self.bconfig, self.custom_config_layers_name, self.ignore_layers_name
+        )
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-paragraph ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist or is not a file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} must contain a mapping at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def format_errors(exc: ValidationError, source: str) -> str:
+    """Every problem of a ValidationError, one per line, with its field path."""
+    lines = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"]) or "<top level>"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (not part of the schema)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  - {location}: {message}")
+    count = len(lines)
+    return f"{source} is invalid ({count} problem{'s' if count > 1 else ''}):\n" + "\n".join(lines)
+
+
+def validate_model(schema: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    """Validate ``data`` against ``schema``, raising a ConfigError that lists every problem."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, source)) from None

@@ -1,0 +1,72 @@
+"""The hooks a bnn plugin can implement, and the markers to implement them.
+
+A plugin is a module (or any object) named by an entry point in the group
+``bnn_core.plugins``. It implements some of the functions below, decorated with
+``@bnn_core.hookimpl``; each receives a ``register`` callback and calls it once per
+component it provides. Hooks must not import heavy modules: pass lazy
+``"package.module:attribute"`` references so ``bnn list-plugins`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pluggy
+
+PROJECT_NAME = "bnn_core"
+ENTRY_POINT_GROUP = "bnn_core.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class RegisterComponent(Protocol):
+    """``register(name, target, *, aliases=(), description=None, **metadata)``.
+
+    ``target`` is the object itself (a class or factory) or a lazy reference string
+    ``"package.module:attribute"`` imported on first use.
+    """
+
+    def __call__(
+        self,
+        name: str,
+        target: Any,
+        *,
+        aliases: tuple[str, ...] | list[str] = (),
+        description: str | None = None,
+        **metadata: Any,
+    ) -> None: ...
+
+
+class RegisterLayer(Protocol):
+    """``register(float_layer, binary_layer, *, name=None)``: a module-swap map entry.
+
+    Both may be classes or lazy references. ``name`` defaults to the float class name in
+    snake case (``torch.nn:ConvTranspose2d`` -> ``conv_transpose2d``).
+    """
+
+    def __call__(self, float_layer: Any, binary_layer: Any, *, name: str | None = None) -> None: ...
+
+
+@hookspec
+def bnn_register_binarizers(register: RegisterComponent) -> None:
+    """Register binarizers: ``nn.Module`` classes used as ``activation_pre_process``,
+    ``weight_pre_process`` or ``activation_post_process`` in a BConfig."""
+
+
+@hookspec
+def bnn_register_layers(register: RegisterLayer) -> None:
+    """Register binary layer types: which binary class replaces which float class when
+    a model is prepared (for example ``torch.nn:Linear`` -> ``bnn_core.layers:BinaryLinear``)."""
+
+
+@hookspec
+def bnn_register_models(register: RegisterComponent) -> None:
+    """Register model builders: callables taking keyword options (``num_classes``, ...)
+    and returning an ``nn.Module``."""
+
+
+@hookspec
+def bnn_register_datasets(register: RegisterComponent) -> None:
+    """Register dataset builders: callables taking keyword options (``root``, ``split``,
+    ...) and returning a ``torch.utils.data.Dataset``."""

@@ -1,0 +1,126 @@
+"""The registries of each kind and their public API (timm / torchvision style).
+
+For every kind there is ``register_<kind>``, ``get_<kind>``, ``create_<kind>``,
+``list_<kind>s`` and ``is_<kind>``. Plugins are loaded on the first call of any of
+them. In-process registration is also a decorator::
+
+    @register_binarizer("my_sign")
+    class MySign(nn.Module): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from bnn_core.params import validate_params
+from bnn_core.registry import IN_PROCESS, Entry, Registry, resolve_reference, snake_case
+
+T = TypeVar("T")
+
+
+def _load_plugins() -> None:
+    from bnn_core.plugins import load_plugins
+
+    load_plugins()
+
+
+KINDS = ("binarizer", "layer", "model", "dataset")
+REGISTRIES: dict[str, Registry] = {kind: Registry(kind, _load_plugins) for kind in KINDS}
+
+
+def mark_ready() -> None:
+    """Tell every registry that plugin loading has started (avoids re-entry)."""
+    for registry in REGISTRIES.values():
+        registry.mark_ready()
+
+
+def _register(kind: str) -> Callable[..., Any]:
+    registry = REGISTRIES[kind]
+
+    def register(
+        name: str | Any,
+        target: Any = None,
+        *,
+        aliases: tuple[str, ...] | list[str] = (),
+        description: str | None = None,
+        replace: bool = False,
+        **metadata: Any,
+    ) -> Any:
+        if not isinstance(name, str):  # register(obj): the name comes from the object
+            name, target = getattr(name, "name", None) or snake_case(name.__name__), name
+
+        def add(obj: T) -> T:
+            registry._ensure_ready()
+            entry = Entry(kind, name, obj, IN_PROCESS, tuple(aliases), description, metadata)
+            registry.add(entry, replace=replace)
+            return obj
+
+        return add if target is None else add(target)
+
+    register.__name__ = f"register_{kind}"
+    register.__doc__ = (
+        f"Register a {kind} under ``name`` (call directly or use as a decorator). "
+        f"A name already taken raises DuplicateNameError unless ``replace=True``."
+    )
+    return register
+
+
+def _create(kind: str) -> Callable[..., Any]:
+    registry = REGISTRIES[kind]
+
+    def create(name: str, **params: Any) -> Any:
+        target = registry.get(name)
+        return target(**validate_params(target, params, f"{kind} {name!r}"))
+
+    create.__name__ = f"create_{kind}"
+    create.__doc__ = f"Build the {kind} registered as ``name`` with validated keyword options."
+    return create
+
+
+register_binarizer = _register("binarizer")
+get_binarizer = REGISTRIES["binarizer"].get
+create_binarizer = _create("binarizer")
+list_binarizers = REGISTRIES["binarizer"].names
+is_binarizer = REGISTRIES["binarizer"].contains
+
+register_model = _register("model")
+get_model = REGISTRIES["model"].get
+create_model = _create("model")
+list_models = REGISTRIES["model"].names
+is_model = REGISTRIES["model"].contains
+
+register_dataset = _register("dataset")
+get_dataset = REGISTRIES["dataset"].get
+create_dataset = _create("dataset")
+list_datasets = REGISTRIES["dataset"].names
+is_dataset = REGISTRIES["dataset"].contains
+
+get_layer = REGISTRIES["layer"].get
+list_layers = REGISTRIES["layer"].names
+is_layer = REGISTRIES["layer"].contains
+
+
+def register_layer(
+    float_layer: Any, binary_layer: Any, *, name: str | None = None, replace: bool = False
+) -> None:
+    """Add a pair to the module-swap map: ``float_layer`` modules become ``binary_layer``."""
+    from bnn_core.plugins import layer_entry
+
+    registry = REGISTRIES["layer"]
+    registry._ensure_ready()
+    registry.add(layer_entry(float_layer, binary_layer, IN_PROCESS, name), replace=replace)
+
+
+def layer_map() -> dict[type, type]:
+    """The module-swap map ``{float class: binary class}``, binary classes mapping to
+    themselves so that an already binarized model can be prepared again."""
+    mapping: dict[type, type] = {}
+    for entry in REGISTRIES["layer"].entries():
+        binary = entry.load()
+        float_layer = entry.metadata["float_layer"]
+        if isinstance(float_layer, str):
+            float_layer = entry.metadata["float_layer"] = resolve_reference(float_layer)
+        mapping[float_layer] = binary
+        mapping[binary] = binary
+    return mapping

@@ -1,0 +1,1 @@
+"""Built-in datasets, an ordinary bnn plugin (entry point ``bnn_datasets``)."""

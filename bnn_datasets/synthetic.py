@@ -1,0 +1,29 @@
+"""Random tensors of a given shape, for smoke runs that need no data on disk."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+
+class SyntheticDataset(Dataset):
+    """``length`` samples of Gaussian noise with uniformly random labels, reproducible by
+    ``seed`` (the same index always gives the same sample)."""
+
+    def __init__(self, shape: tuple[int, ...], num_classes: int, length: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.inputs = torch.randn((length, *shape), generator=generator)
+        self.targets = torch.randint(num_classes, (length,), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.inputs[index], int(self.targets[index])
+
+
+def synthetic(
+    shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, length: int = 256, seed: int = 0
+) -> SyntheticDataset:
+    """Random inputs of ``shape`` and random labels in ``[0, num_classes)``."""
+    return SyntheticDataset(tuple(shape), num_classes, length, seed)

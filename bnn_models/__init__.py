@@ -1,0 +1,1 @@
+"""Built-in models, an ordinary bnn plugin (entry point ``bnn_models``)."""

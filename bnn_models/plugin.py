@@ -1,0 +1,12 @@
+"""Hook implementations of the built-in models (entry point ``bnn_models``)."""
+
+from __future__ import annotations
+
+from bnn_core import hookimpl
+from bnn_core.hookspecs import RegisterComponent
+
+
+@hookimpl
+def bnn_register_models(register: RegisterComponent) -> None:
+    register("lenet5", "bnn_models.small:lenet5")
+    register("binarynet_mlp", "bnn_models.small:binarynet_mlp")
