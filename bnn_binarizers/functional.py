@@ -7,6 +7,7 @@ multiplies the incoming gradient by a surrogate derivative evaluated at ``x``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -22,15 +23,16 @@ def sign(x: torch.Tensor, sign_of_zero: int = 1) -> torch.Tensor:
     return torch.where(x >= 0, one, -one)
 
 
-def clipped_identity(clip_value: float | None) -> Derivative:
+@dataclass(frozen=True)
+class ClippedIdentity:
     """Straight-through estimator: 1 where ``|x| <= clip_value`` (everywhere if None)."""
-    if clip_value is None:
-        return torch.ones_like
 
-    def derivative(x: torch.Tensor) -> torch.Tensor:
-        return (x.abs() <= clip_value).to(x.dtype)
+    clip_value: float | None = 1.0
 
-    return derivative
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.clip_value is None:
+            return torch.ones_like(x)
+        return (x.abs() <= self.clip_value).to(x.dtype)
 
 
 def approx_sign_derivative(x: torch.Tensor) -> torch.Tensor:
@@ -38,13 +40,14 @@ def approx_sign_derivative(x: torch.Tensor) -> torch.Tensor:
     return (2 - 2 * x.abs()).clamp_min(0)
 
 
-def tanh_derivative(t: float) -> Derivative:
+@dataclass(frozen=True)
+class TanhDerivative:
     """Derivative of ``tanh(t x)``: ``t (1 - tanh(t x)^2)``."""
 
-    def derivative(x: torch.Tensor) -> torch.Tensor:
-        return t * (1 - torch.tanh(t * x).square())
+    t: float
 
-    return derivative
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.t * (1 - torch.tanh(self.t * x).square())
 
 
 class _SurrogateSign(torch.autograd.Function):

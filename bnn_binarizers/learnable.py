@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bnn_binarizers.functional import clipped_identity, surrogate_sign
+from bnn_binarizers.functional import ClippedIdentity, surrogate_sign
 from bnn_core.binarizer import INPUT, OUTPUT, Binarizer, ValueSet
 
 
@@ -50,7 +50,7 @@ class InputBiasBinarizer(Binarizer):
         super().__init__()
         channels = _channels(module, "in_channels", "in_features")
         self.bias = nn.Parameter(torch.zeros(channel_shape(module, channels)))
-        self._derivative = clipped_identity(1.0)
+        self._derivative = ClippedIdentity(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return surrogate_sign(x + self._broadcast(x), self._derivative)

@@ -8,12 +8,12 @@ from typing import Literal
 import torch
 
 from bnn_binarizers.functional import (
+    ClippedIdentity,
+    TanhDerivative,
     approx_sign_derivative,
-    clipped_identity,
     sign,
     stochastic_sign,
     surrogate_sign,
-    tanh_derivative,
 )
 from bnn_core.binarizer import INPUT, WEIGHT, Binarizer, ValueSet
 
@@ -38,7 +38,7 @@ class SteSign(Binarizer):
         super().__init__()
         self.clip_value = clip_value
         self.sign_of_zero = sign_of_zero
-        self._derivative = clipped_identity(clip_value)
+        self._derivative = ClippedIdentity(clip_value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return surrogate_sign(x, self._derivative, self.sign_of_zero)
@@ -101,7 +101,7 @@ class AdvancedInputBinarizer(Binarizer):
     def __init__(self, t: float = 5.0) -> None:
         super().__init__()
         self.t = t
-        self._derivative = tanh_derivative(t)
+        self._derivative = TanhDerivative(t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return surrogate_sign(x, self._derivative)
@@ -138,7 +138,7 @@ class StochasticInputBinarizer(Binarizer):
         return (x.abs() <= 1).to(x.dtype)
 
 
-_CLIPPED = clipped_identity(1.0)
+_CLIPPED = ClippedIdentity(1.0)
 
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bnn_binarizers.functional import clipped_identity, surrogate_sign
+from bnn_binarizers.functional import ClippedIdentity, surrogate_sign
 from bnn_core.binarizer import WEIGHT, Binarizer, ValueSet
 
 
@@ -36,7 +36,7 @@ class XNORWeightBinarizer(Binarizer):
         super().__init__()
         self.compute_alpha = compute_alpha
         self.center_weights = center_weights
-        self._derivative = clipped_identity(1.0)
+        self._derivative = ClippedIdentity(1.0)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.center_weights:
