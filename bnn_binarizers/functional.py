@@ -42,12 +42,13 @@ def approx_sign_derivative(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TanhDerivative:
-    """Derivative of ``tanh(t x)``: ``t (1 - tanh(t x)^2)``."""
+    """Derivative of ``tanh(t x)``: ``t (1 - tanh(t x)^2)``, computed as ``t / cosh(t x)^2``
+    which keeps its precision in the tails."""
 
     t: float
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.t * (1 - torch.tanh(self.t * x).square())
+        return self.t / torch.cosh(self.t * x).square()
 
 
 class _SurrogateSign(torch.autograd.Function):

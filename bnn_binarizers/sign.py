@@ -107,7 +107,7 @@ class AdvancedInputBinarizer(Binarizer):
         return surrogate_sign(x, self._derivative)
 
     def surrogate_grad(self, x: torch.Tensor) -> torch.Tensor:
-        return self.t / torch.cosh(self.t * x).square()
+        return self.t * (1 - torch.tanh(self.t * x).square())
 
     def extra_repr(self) -> str:
         return f"t={self.t}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bnn_core.params import validate_params
 from bnn_core.registry import IN_PROCESS, Entry, Registry, resolve_reference, snake_case
 
 T = TypeVar("T")
@@ -70,6 +69,8 @@ def _create(kind: str) -> Callable[..., Any]:
     registry = REGISTRIES[kind]
 
     def create(name: str, **params: Any) -> Any:
+        from bnn_core.params import validate_params
+
         target = registry.get(name)
         return target(**validate_params(target, params, f"{kind} {name!r}"))
 

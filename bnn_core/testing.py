@@ -110,7 +110,9 @@ def check_shape_and_dtype(binarizer: BinarizerLike) -> None:
             x = _sample(role, layer, dtype)
             out = _call(role, layer, built, x)
             where = f"{_factory(binarizer)!r} as {role} on {layer_name} ({dtype})"
-            assert out.shape == x.shape, f"{where}: output shape {tuple(out.shape)} != {tuple(x.shape)}"
+            assert out.shape == x.shape, (
+                f"{where}: output shape {tuple(out.shape)} != {tuple(x.shape)}"
+            )
             assert out.dtype == dtype, f"{where}: output dtype {out.dtype} != {dtype}"
 
 
@@ -152,7 +154,9 @@ def check_surrogate_gradient(binarizer: BinarizerLike) -> None:
         built = built.double()
         x = _sample(role, layer, torch.float64).requires_grad_(True)
         out = _call(role, layer, built, x)
-        upstream = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        upstream = torch.randn(
+            out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+        )
         (grad,) = torch.autograd.grad(out, x, upstream)
         with torch.no_grad():
             expected = (
@@ -165,7 +169,9 @@ def check_surrogate_gradient(binarizer: BinarizerLike) -> None:
             )
             continue
         worst = float((grad - expected).abs().max())
-        assert worst <= 1e-6, f"{where}: gradient differs from the documented formula by {worst:.3g}"
+        assert worst <= 1e-6, (
+            f"{where}: gradient differs from the documented formula by {worst:.3g}"
+        )
 
 
 def check_parameter_schema(binarizer: BinarizerLike) -> None:

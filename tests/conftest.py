@@ -6,7 +6,12 @@ import pytest
 
 from bnn_core.plugins import reset_plugins
 
-PLUGIN_ENV = ("BNN_PLUGINS", "BNN_DISABLED_PLUGINS", "BNN_DISABLE_PLUGIN_AUTOLOAD", "BNN_STRICT_PLUGINS")
+PLUGIN_ENV = (
+    "BNN_PLUGINS",
+    "BNN_DISABLED_PLUGINS",
+    "BNN_DISABLE_PLUGIN_AUTOLOAD",
+    "BNN_STRICT_PLUGINS",
+)
 
 
 @pytest.fixture

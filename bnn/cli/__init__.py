@@ -30,10 +30,14 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
+    listing = "\n".join(f"  {name:<15}{text}" for name, (_, text) in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="bnn",
-        description="Binary neural networks for PyTorch: binarize, train and deploy.",
+        usage="bnn [-h] [--version] COMMAND ...",
+        description="Binary neural networks for PyTorch: binarize, train and deploy.\n\n"
+        f"commands:\n{listing}",
         epilog="Run `bnn COMMAND --help` for the options of a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bnn {__version__}")
     common = argparse.ArgumentParser(add_help=False)
@@ -43,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail if a plugin is broken or two plugins register the same name "
         "(same as BNN_STRICT_PLUGINS=1)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
     for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        command = sub.add_parser(name, description=help_text, parents=[common])
         command.set_defaults(_module=module)
         importlib.import_module(module).add_arguments(name, command)
     return parser

@@ -1,0 +1,181 @@
+"""Plugin discovery through entry points: loading, broken plugins, duplicates, switches."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import bnn_core
+from bnn_core.errors import DuplicateNameError, PluginError
+from bnn_core.plugins import plugin_infos, register_plugin
+from tests.fakedist import write_distribution
+
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
+
+GOOD = """
+from bnn_core import hookimpl
+
+@hookimpl
+def bnn_register_binarizers(register):
+    register("fake_sign", "bnn_binarizers.sign:SteSign", aliases=["FakeSign"])
+
+@hookimpl
+def bnn_register_models(register):
+    register("fake_model", "bnn_models.small:lenet5")
+"""
+
+OTHER_STE = """
+from bnn_core import hookimpl
+
+@hookimpl
+def bnn_register_binarizers(register):
+    register("ste_sign", "bnn_binarizers.sign:ApproxSign")
+"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path where tests install fake distributions."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def info(name):
+    return next(i for i in plugin_infos() if i.name == name)
+
+
+def test_builtins_register_through_entry_points():
+    infos = {i.name: i for i in plugin_infos()}
+    assert {"bnn_core", "bnn_binarizers", "bnn_models", "bnn_datasets"} <= set(infos)
+    binarizers = infos["bnn_binarizers"]
+    assert binarizers.distribution == "bnn-core" and binarizers.builtin
+    assert binarizers.module == "bnn_binarizers.plugin"
+    assert "ste_sign" in binarizers.registered["binarizer"]
+    assert infos["bnn_core"].registered["layer"][0] == "linear"
+
+
+def test_installed_distribution_is_discovered(site):
+    write_distribution(site, "bnn-fake", "bnn_fake", GOOD, version="2.3.4")
+    assert bnn_core.get_binarizer("FakeSign").__name__ == "SteSign"
+    fake = info("bnn-fake")
+    assert (fake.distribution, fake.version, fake.module) == ("bnn-fake", "2.3.4", "bnn_fake")
+    assert fake.registered == {"binarizer": ["fake_sign"], "model": ["fake_model"]}
+    assert not fake.builtin and fake.status == "loaded"
+    assert bnn_core.get_plugin_manager().has_plugin("bnn-fake")
+
+
+def test_plugin_that_fails_to_import_is_recorded_and_others_load(site):
+    write_distribution(site, "bnn-broken", "bnn_broken", "import no_such_module_xyz\n")
+    write_distribution(site, "bnn-fake", "bnn_fake", GOOD)
+    assert bnn_core.is_binarizer("fake_sign")
+    broken = info("bnn-broken")
+    assert broken.status == "broken"
+    assert "ModuleNotFoundError" in broken.error and "no_such_module_xyz" in broken.error
+
+
+def test_plugin_whose_hook_raises_registers_nothing(site):
+    code = (
+        GOOD + "\n@hookimpl\ndef bnn_register_datasets(register):\n    raise RuntimeError('boom')\n"
+    )
+    write_distribution(site, "bnn-halfway", "bnn_halfway", code)
+    assert not bnn_core.is_binarizer("fake_sign")
+    broken = info("bnn-halfway")
+    assert broken.status == "broken" and "boom" in broken.error
+    assert broken.registered == {}
+
+
+def test_misspelled_hook_name_is_reported(site):
+    code = "from bnn_core import hookimpl\n@hookimpl\ndef bnn_register_binarizer(register):\n    pass\n"
+    write_distribution(site, "bnn-typo", "bnn_typo", code)
+    typo = info("bnn-typo")
+    assert typo.status == "broken" and "bnn_register_binarizer" in typo.error
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal(site, monkeypatch):
+    write_distribution(site, "bnn-broken", "bnn_broken", "raise ImportError('nope')\n")
+    monkeypatch.setenv("BNN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"bnn-broken.*nope"):
+        bnn_core.list_binarizers()
+
+
+def test_duplicate_name_from_two_plugins_names_both(site):
+    write_distribution(site, "bnn-other", "bnn_other", OTHER_STE)
+    with pytest.raises(DuplicateNameError) as caught:
+        bnn_core.get_binarizer("ste_sign")
+    message = str(caught.value)
+    assert "bnn_binarizers" in message and "bnn-other" in message
+    assert bnn_core.get_binarizer("approx_sign").__name__ == "ApproxSign"
+    assert not bnn_core.is_binarizer("ste_sign")
+
+
+def test_duplicate_name_is_fatal_in_strict_mode(site, monkeypatch):
+    write_distribution(site, "bnn-other", "bnn_other", OTHER_STE)
+    monkeypatch.setenv("BNN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"ste_sign.*bnn-other"):
+        bnn_core.list_binarizers()
+
+
+def test_disable_autoload(site, monkeypatch):
+    write_distribution(site, "bnn-fake", "bnn_fake", GOOD)
+    monkeypatch.setenv("BNN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert bnn_core.list_binarizers() == ["identity"]
+    assert info("bnn-fake").status == "disabled"
+    assert "BNN_DISABLE_PLUGIN_AUTOLOAD" in info("bnn_binarizers").error
+
+
+def test_only_named_plugins_load(site, monkeypatch):
+    write_distribution(site, "bnn-fake", "bnn_fake", GOOD)
+    monkeypatch.setenv("BNN_PLUGINS", "bnn-fake, bnn_models, not-installed")
+    assert bnn_core.list_binarizers() == ["fake_sign", "identity"]
+    assert bnn_core.list_models() == ["binarynet_mlp", "fake_model", "lenet5"]
+    assert info("bnn_binarizers").status == "disabled"
+    assert info("not_installed").status == "broken"
+
+
+def test_autoload_off_still_loads_plugins_named_explicitly(site, monkeypatch):
+    write_distribution(site, "bnn-fake", "bnn_fake", GOOD)
+    monkeypatch.setenv("BNN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("BNN_PLUGINS", "bnn-fake")
+    assert bnn_core.list_binarizers() == ["fake_sign", "identity"]
+
+
+def test_disabled_plugins_by_entry_point_or_distribution_name(site, monkeypatch):
+    write_distribution(site, "bnn-fake", "bnn_fake", GOOD)
+    monkeypatch.setenv("BNN_DISABLED_PLUGINS", "bnn-core")
+    assert bnn_core.list_binarizers() == ["fake_sign", "identity"]
+    assert info("bnn_models").status == "disabled"
+
+
+def test_in_process_plugin_object():
+    class MyPlugin:
+        @bnn_core.hookimpl
+        def bnn_register_datasets(self, register):
+            register("my_data", "bnn_datasets.synthetic:synthetic")
+
+    registered = register_plugin(MyPlugin(), name="my-plugin")
+    assert registered.registered == {"dataset": ["my_data"]}
+    assert len(bnn_core.create_dataset("my_data", length=4)) == 4
+
+
+def _run_python(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list-plugins"], ["list-plugins", "--json"]])
+def test_fast_commands_do_not_import_torch(argv):
+    code = (
+        "import sys, contextlib, io\n"
+        "from bnn.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        main({argv!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    assert _run_python(code).strip() == "False"
