@@ -87,7 +87,10 @@ def test_plugin_whose_hook_raises_registers_nothing(site):
 
 
 def test_misspelled_hook_name_is_reported(site):
-    code = "from bnn_core import hookimpl\n@hookimpl\ndef bnn_register_binarizer(register):\n    pass\n"
+    code = (
+        "from bnn_core import hookimpl\n"
+        "@hookimpl\ndef bnn_register_binarizer(register):\n    pass\n"
+    )
     write_distribution(site, "bnn-typo", "bnn_typo", code)
     typo = info("bnn-typo")
     assert typo.status == "broken" and "bnn_register_binarizer" in typo.error
