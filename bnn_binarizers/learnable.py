@@ -18,6 +18,15 @@ def channel_shape(module: nn.Module, channels: int) -> list[int]:
     return [1, channels] + [1] * spatial
 
 
+def per_channel(parameter: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``parameter`` (shaped by :func:`channel_shape`) arranged to broadcast over ``x``:
+    linear layers have channels last, whatever the leading dimensions; convolutions on
+    an input without a batch axis drop the leading 1."""
+    if parameter.dim() == 2:
+        return parameter if x.dim() == 2 else parameter.reshape(-1)
+    return parameter if x.dim() == parameter.dim() else parameter.squeeze(0)
+
+
 def _channels(module: nn.Module | None, *attributes: str) -> int:
     for attribute in attributes:
         value = getattr(module, attribute, None)
@@ -53,15 +62,10 @@ class InputBiasBinarizer(Binarizer):
         self._derivative = ClippedIdentity(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return surrogate_sign(x + self._broadcast(x), self._derivative)
-
-    def _broadcast(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bias.dim() == 2 and x.dim() != 2:  # linear layer on (N, ..., C) input
-            return self.bias.reshape(-1)
-        return self.bias
+        return surrogate_sign(x + per_channel(self.bias, x), self._derivative)
 
     def surrogate_grad(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x + self._broadcast(x)).abs() <= 1).to(x.dtype)
+        return ((x + per_channel(self.bias, x)).abs() <= 1).to(x.dtype)
 
 
 class BasicScaleBinarizer(Binarizer):
@@ -84,15 +88,10 @@ class BasicScaleBinarizer(Binarizer):
         self.alpha = nn.Parameter(torch.ones(channel_shape(module, channels)))
 
     def forward(self, x_after: torch.Tensor, x_before: torch.Tensor | None = None) -> torch.Tensor:
-        return x_after * self._broadcast(x_after)
-
-    def _broadcast(self, x: torch.Tensor) -> torch.Tensor:
-        if self.alpha.dim() == 2 and x.dim() != 2:
-            return self.alpha.reshape(-1)
-        return self.alpha
+        return x_after * per_channel(self.alpha, x_after)
 
     def expected_grad(self, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
-        return grad_output * self._broadcast(x)
+        return grad_output * per_channel(self.alpha, x)
 
     def extra_repr(self) -> str:
         return f"{list(self.alpha.shape)}"

@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bnn_core.errors import ConfigError
-from bnn_core.params import parameter_names, validate_params
+from bnn_core.errors import BnnError, ConfigError
+from bnn_core.params import validate_params
 
 INPUT, WEIGHT, OUTPUT = "input", "weight", "output"
 ROLES = (INPUT, WEIGHT, OUTPUT)
@@ -100,21 +100,23 @@ class Identity(nn.Identity, Binarizer):
 
 
 @functools.cache
-def _module_argument(target: Callable[..., Any]) -> str | None:
-    """How a constructor receives the layer: ``"keyword"``, ``"positional"`` or ``None``."""
+def layer_argument(target: Callable[..., Any]) -> tuple[str, str] | None:
+    """How a constructor receives the layer: ``("keyword", "module")`` when it has a
+    ``module`` parameter, ``("positional", name)`` when it has exactly one required
+    positional parameter (the layer, unless the config sets it), else ``None``."""
     try:
         parameters = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
         return None
     if any(p.name == "module" for p in parameters):
-        return "keyword"
+        return ("keyword", "module")
     required = [
-        p
+        p.name
         for p in parameters
         if p.default is inspect.Parameter.empty
         and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
-    return "positional" if len(required) == 1 else None
+    return ("positional", required[0]) if len(required) == 1 else None
 
 
 class BinarizerFactory:
@@ -131,7 +133,13 @@ class BinarizerFactory:
         if not callable(target):
             raise ConfigError(f"a binarizer must be a class or a callable, got {target!r}")
         self.target = target
-        self.params = validate_params(target, params or {}, f"binarizer {self.display_name}")
+        argument = layer_argument(target)
+        optional = (
+            frozenset(argument[1:]) if argument and argument[0] == "positional" else frozenset()
+        )
+        self.params = validate_params(
+            target, params or {}, f"binarizer {self.display_name}", optional
+        )
 
     @property
     def name(self) -> str | None:
@@ -160,10 +168,10 @@ class BinarizerFactory:
     def build(self, layer: nn.Module | None = None) -> nn.Module:
         """Build one binarizer for ``layer``: the layer is passed as ``module=`` (or as
         the only required positional argument) when the constructor takes it."""
-        how = _module_argument(self.target)
-        if how == "keyword":
+        argument = layer_argument(self.target)
+        if argument == ("keyword", "module"):
             return self(module=layer)
-        if how == "positional" and not set(parameter_names(self.target)) <= set(self.params):
+        if argument is not None and argument[1] not in self.params:
             return self(layer)
         return self()
 
@@ -224,16 +232,19 @@ class BinarizerInfo:
 
 def describe_binarizer(name: str, target: Callable[..., Any]) -> BinarizerInfo:
     """Collect what ``target`` declares; learnable parameters are found by building one
-    on a small probe layer (a 3x3 convolution with 4 in and 8 out channels)."""
+    on a small probe layer (a 3x3 convolution, else a linear layer). Required options
+    without defaults leave them unknown (reported as empty)."""
     from bnn_core.params import params_model
     from bnn_core.registry import first_paragraph
 
-    probe = nn.Conv2d(4, 8, 3)
-    try:
-        built = BinarizerFactory(target).build(probe)
+    learnable: tuple[str, ...] = ()
+    for probe in (nn.Conv2d(4, 8, 3), nn.Linear(4, 8)):
+        try:
+            built = BinarizerFactory(target).build(probe)
+        except (TypeError, ValueError, RuntimeError, BnnError):
+            continue
         learnable = tuple(n for n, p in built.named_parameters() if p.requires_grad)
-    except Exception:
-        learnable = ()
+        break
     options = {
         key: (None if field.is_required() else field.default)
         for key, field in params_model(target).model_fields.items()

@@ -39,10 +39,14 @@ def _hints(target: Callable[..., Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def params_model(target: Callable[..., Any]) -> type[BaseModel]:
+def params_model(
+    target: Callable[..., Any], optional: frozenset[str] = frozenset()
+) -> type[BaseModel]:
     """A Pydantic model of ``target``'s keyword parameters (``module`` excluded).
 
-    A ``**kwargs`` parameter makes the model accept extra keys; otherwise they are errors.
+    Parameters named in ``optional`` may be omitted even without a default (the
+    framework may fill them). A ``**kwargs`` parameter makes the model accept extra keys;
+    otherwise they are errors.
     """
     fields: dict[str, Any] = {}
     extra = "forbid"
@@ -56,20 +60,20 @@ def params_model(target: Callable[..., Any]) -> type[BaseModel]:
         if parameter.name in FRAMEWORK_ARGUMENTS:
             continue
         annotation = hints.get(parameter.name, Any)
-        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        default = parameter.default
+        if default is inspect.Parameter.empty:
+            default = None if parameter.name in optional else ...
         fields[parameter.name] = (annotation, default)
     name = f"{getattr(target, '__name__', 'target')}Params"
     config = ConfigDict(extra=extra, arbitrary_types_allowed=True)
     return create_model(name, __config__=config, **fields)
 
 
-def parameter_names(target: Callable[..., Any]) -> list[str]:
-    """The names a config may set for ``target``."""
-    return list(params_model(target).model_fields)
-
-
 def validate_params(
-    target: Callable[..., Any], params: Mapping[str, Any], what: str
+    target: Callable[..., Any],
+    params: Mapping[str, Any],
+    what: str,
+    optional: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Check ``params`` against ``target``'s signature and return them coerced.
 
@@ -78,7 +82,7 @@ def validate_params(
     """
     if not isinstance(params, Mapping):
         raise ConfigError(f"parameters of {what} must be a mapping, got {type(params).__name__}")
-    model = params_model(target)
+    model = params_model(target, optional)
     try:
         checked = model.model_validate(dict(params))
     except ValidationError as exc:
