@@ -141,6 +141,9 @@ def format_errors(exc: ValidationError, source: str) -> str:
 
 def validate_model(schema: type[BaseModel], data: dict[str, Any], source: str) -> Any:
     """Validate ``data`` against ``schema``, raising a ConfigError that lists every problem."""
+    from bnn_core.plugins import load_plugins
+
+    load_plugins()  # a plugin failure (strict mode) is reported as such, not as a field error
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -33,7 +33,7 @@ def _signature(target: Callable[..., Any]) -> inspect.Signature:
 def _hints(target: Callable[..., Any]) -> dict[str, Any]:
     function = target.__init__ if isinstance(target, type) else target
     try:
-        return typing.get_type_hints(function)
+        return typing.get_type_hints(function, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to Any
         return {}
 

@@ -163,7 +163,7 @@ def _selected_entry_points() -> list[metadata.EntryPoint]:
     disabled = _name_set(os.environ.get("BNN_DISABLED_PLUGINS"))
     autoload = not _truthy(os.environ.get("BNN_DISABLE_PLUGIN_AUTOLOAD"))
     found = sorted(metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=_sort_key)
-    selected, seen = [], set()
+    selected, seen, matched = [], set(), set()
     for entry_point in found:
         keys = {normalize_name(entry_point.name), normalize_name(_dist_name(entry_point) or "-")}
         if entry_point.name in seen:
@@ -174,9 +174,9 @@ def _selected_entry_points() -> list[metadata.EntryPoint]:
             info.status, info.error = "disabled", _why_disabled(keys, only, disabled)
             _STATE.infos[info.name] = info
             continue
-        only -= keys
+        matched |= keys & only
         selected.append(entry_point)
-    for missing in sorted(only):
+    for missing in sorted(only - matched):
         _STATE.infos[missing] = PluginInfo(
             missing, "", status="broken", error="named in BNN_PLUGINS but not installed"
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from bnn_core.errors import DuplicateNameError
 from bnn_core.registry import IN_PROCESS, Entry, Registry, resolve_reference, snake_case
 
 T = TypeVar("T")
@@ -115,13 +116,26 @@ def register_layer(
 
 def layer_map() -> dict[type, type]:
     """The module-swap map ``{float class: binary class}``, binary classes mapping to
-    themselves so that an already binarized model can be prepared again."""
+    themselves so that an already binarized model can be prepared again. Two plugins
+    claiming the same float layer type is an error naming both."""
+    registry = REGISTRIES["layer"]
+    for name, entries in registry.conflicts().items():
+        raise DuplicateNameError("layer", name, [f"{e.provider} ({e.reference})" for e in entries])
     mapping: dict[type, type] = {}
-    for entry in REGISTRIES["layer"].entries():
+    owners: dict[type, Entry] = {}
+    for entry in registry.entries():
         binary = entry.load()
         float_layer = entry.metadata["float_layer"]
         if isinstance(float_layer, str):
             float_layer = entry.metadata["float_layer"] = resolve_reference(float_layer)
+        if float_layer in owners:
+            first = owners[float_layer]
+            raise DuplicateNameError(
+                "layer",
+                float_layer.__qualname__,
+                [f"{e.provider} ({e.name}: {e.reference})" for e in (first, entry)],
+            )
+        owners[float_layer] = entry
         mapping[float_layer] = binary
         mapping[binary] = binary
     return mapping

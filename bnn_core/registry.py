@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bnn_core.errors import DuplicateNameError, UnknownNameError
+from bnn_core.errors import DuplicateNameError, PluginError, UnknownNameError
 
 IN_PROCESS = "<in-process>"
 _REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -73,7 +73,15 @@ class Entry:
     def load(self) -> Any:
         """Return the registered object, importing it on first use."""
         if isinstance(self.target, str):
-            self.target = resolve_reference(self.target)
+            try:
+                self.target = resolve_reference(self.target)
+            except Exception as exc:  # a plugin's broken reference must not be a traceback
+                raise PluginError(
+                    f"{self.kind} {self.name!r} registered by {self.provider!r} cannot be "
+                    f"loaded from {self.target!r}: {type(exc).__name__}: {exc}. The plugin is "
+                    "broken or incompatible; reinstall it or disable it with "
+                    f"BNN_DISABLED_PLUGINS={self.provider}."
+                ) from exc
         return self.target
 
     @property

@@ -182,3 +182,62 @@ def test_fast_commands_do_not_import_torch(argv):
         "print('torch' in sys.modules)\n"
     )
     assert _run_python(code).strip() == "False"
+
+
+def test_only_the_named_plugin_loads_among_several(site, monkeypatch):
+    write_distribution(site, "bnn-aaa", "bnn_aaa", GOOD)
+    write_distribution(site, "bnn-zzz", "bnn_zzz", OTHER_STE.replace("ste_sign", "zzz_sign"))
+    monkeypatch.setenv("BNN_PLUGINS", "bnn-aaa")
+    assert bnn_core.list_binarizers() == ["fake_sign", "identity"]
+    assert info("bnn-zzz").status == "disabled"
+
+
+def test_broken_lazy_reference_is_a_clear_error(site):
+    code = (
+        "from bnn_core import hookimpl\n"
+        "@hookimpl\ndef bnn_register_binarizers(register):\n"
+        "    register('ghost_sign', 'bnn_ghost.missing:Ghost')\n"
+    )
+    write_distribution(site, "bnn-ghost", "bnn_ghost", code)
+    with pytest.raises(PluginError) as caught:
+        bnn_core.get_binarizer("ghost_sign")
+    message = str(caught.value)
+    assert "'ghost_sign' registered by 'bnn-ghost'" in message
+    assert "ModuleNotFoundError" in message and "BNN_DISABLED_PLUGINS=bnn-ghost" in message
+
+
+def test_two_plugins_claiming_one_float_layer_is_an_error(site):
+    code = (
+        "from bnn_core import hookimpl\n"
+        "@hookimpl\ndef bnn_register_layers(register):\n"
+        "    register('torch.nn:Conv2d', 'bnn_core.layers:BinaryConv2d', name='my_conv')\n"
+    )
+    write_distribution(site, "bnn-conv", "bnn_conv", code)
+    with pytest.raises(DuplicateNameError, match=r"bnn_core.*bnn-conv"):
+        bnn_core.layer_map()
+
+
+def test_list_binarizers_marks_conflicts_and_broken_entries(site, capsys):
+    from bnn.cli import main
+
+    write_distribution(site, "bnn-other", "bnn_other", OTHER_STE)
+    code = (
+        "from bnn_core import hookimpl\n"
+        "@hookimpl\ndef bnn_register_binarizers(register):\n"
+        "    register('ghost_sign', 'bnn_ghost.missing:Ghost')\n"
+    )
+    write_distribution(site, "bnn-ghost", "bnn_ghost", code)
+    assert main(["list", "binarizers"]) == 0
+    out = capsys.readouterr().out
+    assert "CONFLICT: 'ste_sign' is registered by bnn_binarizers and bnn-other" in out
+    assert "BROKEN: binarizer 'ghost_sign' registered by 'bnn-ghost'" in out
+    assert "approx_sign" in out
+
+
+def test_list_plugins_shows_a_broken_plugin_with_its_error(site, capsys):
+    from bnn.cli import main
+
+    write_distribution(site, "bnn-broken", "bnn_broken", "raise ImportError('nope')\n")
+    assert main(["list-plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "bnn-broken" in out and "BROKEN: failed to import: ImportError: nope" in out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import pytest
+from pydantic import Field
 from torch import nn
 
 import bnn_core
@@ -176,3 +178,13 @@ def test_registering_a_new_layer_type_makes_it_swappable():
         model, bnn_core.BConfig(activation_pre_process="ste_sign")
     )
     assert type(binary[0]) is BinaryMyLinear
+
+
+def test_option_constraints_in_annotations_are_enforced():
+    @bnn_core.register_model("constrained_model")
+    def constrained_model(width: Annotated[int, Field(gt=0)] = 8) -> nn.Module:
+        return nn.Linear(4, width)
+
+    assert bnn_core.create_model("constrained_model", width=3).out_features == 3
+    with pytest.raises(bnn_core.ConfigError, match="greater than 0"):
+        bnn_core.create_model("constrained_model", width=-1)

@@ -25,9 +25,16 @@ def _options(target: Any) -> dict[str, Any]:
     }
 
 
-def _describe(kind: str, entry: Any) -> dict[str, Any]:
-    target = entry.load()
+def _describe(kind: str, entry: Any, conflicts: dict[str, Any]) -> dict[str, Any]:
+    from bnn_core.errors import PluginError
+
     row: dict[str, Any] = {"name": entry.name, "aliases": list(entry.aliases)}
+    if entry.name in conflicts:
+        row["conflict"] = [e.provider for e in conflicts[entry.name]]
+    try:
+        target = entry.load()
+    except PluginError as exc:
+        return {**row, "provider": entry.provider, "error": str(exc)}
     if kind == "binarizer":
         from dataclasses import asdict
 
@@ -56,7 +63,9 @@ def run(name: str, args: argparse.Namespace) -> int:
     from bnn_core.registries import REGISTRIES
 
     kind = KINDS[args.kind]
-    rows = [_describe(kind, e) for e in REGISTRIES[kind].entries(args.pattern)]
+    registry = REGISTRIES[kind]
+    conflicts = registry.conflicts()
+    rows = [_describe(kind, e, conflicts) for e in registry.entries(args.pattern)]
     if args.json:
         print_json(rows)
         return 0
@@ -67,6 +76,8 @@ def run(name: str, args: argparse.Namespace) -> int:
             else f"No {args.kind} registered."
         )
         return 0
+    problems = [r for r in rows if "error" in r or "conflict" in r]
+    rows = [r for r in rows if "error" not in r]
     if kind == "binarizer":
         columns = ("name", "roles", "values", "bits", "learnable", "options", "packed")
         table = [
@@ -88,4 +99,10 @@ def run(name: str, args: argparse.Namespace) -> int:
         columns = ("name", "options", "description", "provider")
         table = [(r["name"], _text(r["options"]), r["summary"], r["provider"]) for r in rows]
     print_table(None, columns, table)
+    for row in problems:
+        if "conflict" in row:
+            providers = " and ".join(row["conflict"])
+            print(f"CONFLICT: {row['name']!r} is registered by {providers}; using it is an error")
+        if "error" in row:
+            print(f"BROKEN: {row['error']}")
     return 0
