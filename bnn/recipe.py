@@ -4,6 +4,7 @@ Every key is checked (unknown keys are errors) and names are resolved through th
 registries, so ``bnn validate`` reports every problem before anything runs::
 
     version: 1
+    seed: 0                 # initialisation and data order
     model: {name: lenet5, num_classes: 10}
     binarize:
       bconfig:
@@ -40,12 +41,17 @@ class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1]
+    seed: int = 0
     model: ModelSpec
     binarize: BinarizeSpec | None = None
     data: DataSpec | None = None
 
     def build_model(self, binarize: bool = True) -> Any:
-        """Build the model and, unless ``binarize`` is False, binarize it as configured."""
+        """Build the model (initialised from ``seed``) and, unless ``binarize`` is False,
+        binarize it as configured."""
+        import torch
+
+        torch.manual_seed(self.seed)
         model = self.model.build()
         if binarize and self.binarize is not None:
             model = self.binarize.apply(model, inplace=True)

@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -35,6 +35,22 @@ class ValueSet:
     TERNARY = "{-1,0,+1}"
     KBIT = "k-bit"
     REAL = "real"
+
+
+@runtime_checkable
+class PreProcess(Protocol):
+    """What the input and weight slots call: ``forward(x)`` returning a tensor of the
+    same shape (any ``nn.Module`` with such a forward qualifies)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class PostProcess(Protocol):
+    """What the output slot calls: ``forward(x_after, x_before)`` with the layer output
+    and the layer input before binarization (a one-argument forward gets the output only)."""
+
+    def __call__(self, x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor: ...
 
 
 class Binarizer(nn.Module):

@@ -23,7 +23,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     from bnn.recipe import load_recipe
 
     recipe = load_recipe(args.config)
-    model = recipe.model.build()
+    model = recipe.build_model(binarize=False)
     plans = recipe.binarize.plan(model) if recipe.binarize is not None else []
     result: dict[str, Any] = {
         "model": recipe.model.model_dump(),
