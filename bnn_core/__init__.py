@@ -32,17 +32,24 @@ _LAZY = {
     "LayerMatchError": "bnn_core.errors",
     "load_plugins": "bnn_core.plugins",
     "plugin_infos": "bnn_core.plugins",
+    "apply_progress": "bnn_core.progress",
+    "resolve_bconfig": "bnn_core.bconfig",
     "register_plugin": "bnn_core.plugins",
     "get_plugin_manager": "bnn_core.plugins",
 }
 _REGISTRY_API = [
     f"{verb}_{kind}"
-    for kind in ("binarizer", "model", "dataset")
+    for kind in ("binarizer", "model", "dataset", "block")
     for verb in ("register", "get", "create", "is")
 ] + [
     "list_binarizers",
     "list_models",
     "list_datasets",
+    "list_blocks",
+    "register_bconfig",
+    "get_bconfig",
+    "list_bconfigs",
+    "is_bconfig",
     "register_layer",
     "get_layer",
     "list_layers",

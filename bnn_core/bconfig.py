@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     GetJsonSchemaHandler,
     PlainSerializer,
     ValidationInfo,
@@ -26,8 +27,7 @@ from pydantic import (
 from torch import nn
 
 from bnn_core.binarizer import INPUT, OUTPUT, WEIGHT, BinarizerFactory, Identity
-from bnn_core.errors import BnnError
-from bnn_core.layers import SLOTS
+from bnn_core.errors import BnnError, ConfigError
 from bnn_core.schema import RegistrySchema
 
 ROLE_OF_SLOT = {
@@ -81,6 +81,37 @@ def to_factory(value: Any, slot: str | None = None) -> BinarizerFactory:
     return factory
 
 
+def resolve_bconfig(value: Any, where: str = "bconfig") -> BConfig:
+    """A BConfig from a BConfig, a mapping of its fields, the name of a registered
+    binarization method (``"react"``) or ``None`` (full precision)."""
+    from bnn_core.registries import get_bconfig
+
+    if isinstance(value, BConfig):
+        return value
+    if value is None:
+        return BConfig()
+    if isinstance(value, str):
+        return get_bconfig(value)
+    if isinstance(value, Mapping):
+        try:
+            return BConfig.model_validate(dict(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    raise ConfigError(
+        f"{where}: expected a BConfig, a mapping or a registered method name, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _bconfig_from_name(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return resolve_bconfig(value)
+        except BnnError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 def _validate(value: Any, info: ValidationInfo) -> BinarizerFactory:
     try:
         return to_factory(value, info.field_name)
@@ -104,6 +135,12 @@ class BConfig(BaseModel):
     activation_pre_process: BinarizerField = None
     weight_pre_process: BinarizerField = None
     activation_post_process: BinarizerField = None
+    pad_value: Literal[-1, 0, 1] | None = Field(
+        None,
+        description="value that pads the binarized input of a convolution: 0 (the float "
+        "layer's zero padding, the default) or +1/-1, which keeps the input binary so the "
+        "packed runtime needs no border correction (Larq's pad_values)",
+    )
 
     @property
     def is_full_precision(self) -> bool:
@@ -135,7 +172,9 @@ class BConfig(BaseModel):
         return super().model_dump_json(**kwargs)
 
     def __repr_args__(self) -> Any:
-        return [(s, getattr(self, s)) for s in SLOTS if s in self.model_fields_set]
+        return [
+            (f, getattr(self, f)) for f in type(self).model_fields if f in self.model_fields_set
+        ]
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -148,3 +187,7 @@ class BConfig(BaseModel):
             "layer full precision."
         )
         return schema
+
+
+#: A BConfig field of a config file: a mapping of fields or a registered method name.
+BConfigLike = Annotated[BConfig, BeforeValidator(_bconfig_from_name)]

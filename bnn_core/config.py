@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bnn_core.bconfig import BConfig
+from bnn_core.bconfig import BConfigLike
 from bnn_core.errors import BnnError, ConfigError
 from bnn_core.schema import registry_json_schema
 
@@ -82,8 +82,8 @@ class BinarizeSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bconfig: BConfig
-    custom_config_layers_name: dict[str, BConfig] = Field(default_factory=dict)
+    bconfig: BConfigLike
+    custom_config_layers_name: dict[str, BConfigLike] = Field(default_factory=dict)
     ignore_layers_name: list[str] = Field(default_factory=list)
 
     def apply(self, model: Any, inplace: bool = False) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-from bnn_core.bconfig import BConfig
+from bnn_core.bconfig import BConfig, resolve_bconfig
 from bnn_core.errors import ConfigError, LayerMatchError
 from bnn_core.layers import SLOTS, is_binary_layer
 from bnn_core.registries import layer_map
@@ -61,19 +61,6 @@ class LayerPlan:
         }
 
 
-def _as_bconfig(value: Any, where: str) -> BConfig:
-    if isinstance(value, BConfig):
-        return value
-    if value is None:
-        return BConfig()
-    if isinstance(value, Mapping):
-        try:
-            return BConfig.model_validate(dict(value))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    raise ConfigError(f"{where}: expected a BConfig or a mapping, got {type(value).__name__}")
-
-
 def _rules(custom: LayerRules) -> list[tuple[str, BConfig]]:
     if custom is None:
         return []
@@ -85,7 +72,7 @@ def _rules(custom: LayerRules) -> list[tuple[str, BConfig]]:
                 "custom_config_layers_name must map layer names to BConfigs, for example "
                 "{'conv1': BConfig()}"
             )
-        rules.append((item[0], _as_bconfig(item[1], f"custom_config_layers_name[{item[0]!r}]")))
+        rules.append((item[0], resolve_bconfig(item[1], f"custom_config_layers_name[{item[0]!r}]")))
     return rules
 
 
@@ -171,7 +158,7 @@ def plan_binarization(
 ) -> list[LayerPlan]:
     """Decide, for every binarizable layer of ``model``, whether and how it is binarized."""
     mapping = modules_mapping if modules_mapping is not None else layer_map()
-    base = _as_bconfig(bconfig, "bconfig")
+    base = resolve_bconfig(bconfig, "bconfig")
     selector = _Selector(model, mapping)
     if isinstance(ignore_layers_name, str):
         ignore_layers_name = [ignore_layers_name]
@@ -278,7 +265,7 @@ def convert(
         own = getattr(module, "bconfig", None)
         config = parent
         if own is not None:
-            own = _as_bconfig(own, f"{name or 'model'}.bconfig")
+            own = resolve_bconfig(own, f"{name or 'model'}.bconfig")
             config = own.merged_over(parent) if parent is not None else own
         inherited[name] = config
         if type(module) not in mapping or config is None:

@@ -70,3 +70,15 @@ def bnn_register_models(register: RegisterComponent) -> None:
 def bnn_register_datasets(register: RegisterComponent) -> None:
     """Register dataset builders: callables taking keyword options (``root``, ``split``,
     ...) and returning a ``torch.utils.data.Dataset``."""
+
+
+@hookspec
+def bnn_register_bconfigs(register: RegisterComponent) -> None:
+    """Register named binarization methods: whole BConfigs (a ``BConfig``, or a mapping
+    of its fields) that a config selects with one name, for example ``bconfig: react``."""
+
+
+@hookspec
+def bnn_register_blocks(register: RegisterComponent) -> None:
+    """Register building blocks: ``nn.Module`` classes (activations such as RPReLU,
+    learnable biases, ...) that models and configs select by name."""

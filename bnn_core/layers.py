@@ -114,9 +114,22 @@ class BinaryLinear(BinaryLayerMixin, nn.Linear):
         return F.linear(x, weight, self.bias)
 
 
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
 class _BinaryConvNd(BinaryLayerMixin):
     def binary_forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, weight, self.bias)  # type: ignore[attr-defined]
+        conv: Any = self
+        pad_value = self.bconfig.pad_value
+        if not pad_value or not any(conv._reversed_padding_repeated_twice):
+            return conv._conv_forward(x, weight, conv.bias)
+        if conv.padding_mode != "zeros":
+            raise ValueError(
+                f"pad_value={pad_value} needs padding_mode='zeros', not {conv.padding_mode!r}"
+            )
+        padded = F.pad(x, conv._reversed_padding_repeated_twice, value=float(pad_value))
+        function = _CONV[len(conv.kernel_size)]
+        return function(padded, weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
 
 class BinaryConv1d(_BinaryConvNd, nn.Conv1d):

@@ -37,6 +37,8 @@ HOOKS = {
     "layer": "bnn_register_layers",
     "model": "bnn_register_models",
     "dataset": "bnn_register_datasets",
+    "bconfig": "bnn_register_bconfigs",
+    "block": "bnn_register_blocks",
 }
 
 

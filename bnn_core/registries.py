@@ -25,7 +25,7 @@ def _load_plugins() -> None:
     load_plugins()
 
 
-KINDS = ("binarizer", "layer", "model", "dataset")
+KINDS = ("binarizer", "layer", "model", "dataset", "bconfig", "block")
 REGISTRIES: dict[str, Registry] = {kind: Registry(kind, _load_plugins) for kind in KINDS}
 
 
@@ -97,6 +97,27 @@ get_dataset = REGISTRIES["dataset"].get
 create_dataset = _create("dataset")
 list_datasets = REGISTRIES["dataset"].names
 is_dataset = REGISTRIES["dataset"].contains
+
+register_block = _register("block")
+get_block = REGISTRIES["block"].get
+create_block = _create("block")
+list_blocks = REGISTRIES["block"].names
+is_block = REGISTRIES["block"].contains
+
+register_bconfig = _register("bconfig")
+list_bconfigs = REGISTRIES["bconfig"].names
+is_bconfig = REGISTRIES["bconfig"].contains
+
+
+def get_bconfig(name: str) -> Any:
+    """The BConfig registered as ``name`` (a binarization method such as ``react``)."""
+    from bnn_core.bconfig import BConfig
+
+    value = REGISTRIES["bconfig"].get(name)
+    if callable(value) and not isinstance(value, BConfig):
+        value = value()
+    return value if isinstance(value, BConfig) else BConfig.model_validate(value)
+
 
 get_layer = REGISTRIES["layer"].get
 list_layers = REGISTRIES["layer"].names

@@ -7,7 +7,16 @@ from typing import Any
 
 from bnn.cli.output import print_json, print_table
 
-KINDS = {"binarizers": "binarizer", "layers": "layer", "models": "model", "datasets": "dataset"}
+SLOTS = ("activation_pre_process", "weight_pre_process", "activation_post_process")
+
+KINDS = {
+    "binarizers": "binarizer",
+    "bconfigs": "bconfig",
+    "blocks": "block",
+    "layers": "layer",
+    "models": "model",
+    "datasets": "dataset",
+}
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -41,6 +50,10 @@ def _describe(kind: str, entry: Any, conflicts: dict[str, Any]) -> dict[str, Any
         from bnn_core.binarizer import describe_binarizer
 
         row.update(asdict(describe_binarizer(entry.name, target)))
+    elif kind == "bconfig":
+        from bnn_core.registries import get_bconfig
+
+        row.update(fields=get_bconfig(entry.name).model_dump(), summary=entry.summary)
     elif kind == "layer":
         float_layer = entry.metadata["float_layer"]
         float_name = (
@@ -53,6 +66,14 @@ def _describe(kind: str, entry: Any, conflicts: dict[str, Any]) -> dict[str, Any
         row.update(options=_options(target), summary=entry.summary)
     row["provider"] = entry.provider
     return row
+
+
+def _field(fields: dict[str, Any], slot: str) -> str:
+    value = fields.get(slot, "identity")
+    if isinstance(value, dict):
+        options = {k: v for k, v in value.items() if k != "name"}
+        return f"{value['name']}({_text(options)})"
+    return str(value)
 
 
 def _text(options: dict[str, Any]) -> str:
@@ -92,6 +113,9 @@ def run(name: str, args: argparse.Namespace) -> int:
             )
             for r in rows
         ]
+    elif kind == "bconfig":
+        columns = ("name", "input", "weight", "output", "provider")
+        table = [(r["name"], *(_field(r["fields"], s) for s in SLOTS), r["provider"]) for r in rows]
     elif kind == "layer":
         columns = ("name", "float layer", "binary layer", "provider")
         table = [(r["name"], r["float_layer"], r["binary_layer"], r["provider"]) for r in rows]
