@@ -23,6 +23,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     PlainSerializer,
     ValidationInfo,
+    field_validator,
 )
 from torch import nn
 
@@ -141,6 +142,13 @@ class BConfig(BaseModel):
         "layer's zero padding, the default) or +1/-1, which keeps the input binary so the "
         "packed runtime needs no border correction (Larq's pad_values)",
     )
+
+    @field_validator("pad_value", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("pad_value must be -1, 0 or 1, not a boolean")
+        return value
 
     @property
     def is_full_precision(self) -> bool:

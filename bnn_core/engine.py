@@ -84,9 +84,9 @@ class _Selector:
     """Resolves selection rules against one model's qualified module names."""
 
     def __init__(self, model: nn.Module, mapping: Mapping[type, type]) -> None:
-        self.modules = {n: m for n, m in model.named_modules() if n}
+        self.modules = {n: m for n, m in _all_modules(model) if n}
         self.root = model
-        self.layers = [n for n, m in model.named_modules() if type(m) in mapping]
+        self.layers = [n for n, m in _all_modules(model) if type(m) in mapping]
 
     def select(self, rule: str, option: str) -> list[str]:
         if rule == "_first_":
@@ -178,7 +178,7 @@ def plan_binarization(
                 else layer_config.merged_over(current if not current.is_full_precision else base)
             )
             chosen[name] = (effective, f"custom_config_layers_name[{rule!r}]")
-    modules = dict(model.named_modules())
+    modules = dict(_all_modules(model))
     plans = []
     for name in selector.layers:
         layer_type = _float_type(modules[name]).__name__
@@ -194,6 +194,8 @@ def plan_binarization(
             )
             continue
         binarizers = {slot: repr(config.factory(slot)) for slot in SLOTS}
+        if config.pad_value:
+            binarizers[SLOTS[0]] += f", pad {config.pad_value:+d}"
         plans.append(LayerPlan(name, layer_type, True, source, config, binarizers))
     return plans
 
@@ -202,16 +204,40 @@ def _float_type(module: nn.Module) -> type:
     return getattr(type(module), "_FLOAT_MODULE", type(module))
 
 
-def _apply(model: nn.Module, plans: list[LayerPlan], mapping: Mapping[type, type]) -> nn.Module:
+def _all_modules(model: nn.Module) -> Any:
+    """Every (name, module) pair, a module used at several places once per place."""
+    return model.named_modules(remove_duplicate=False)
+
+
+def _check_shared(model: nn.Module, plans: list[LayerPlan]) -> None:
+    """A module used at several places gets one plan: its places must agree."""
+    first: dict[int, LayerPlan] = {}
     for plan in plans:
         module = model.get_submodule(plan.name) if plan.name else model
-        if plan.binarize:
+        seen = first.setdefault(id(module), plan)
+        if (seen.binarize, seen.bconfig) != (plan.binarize, plan.bconfig):
+            raise LayerMatchError(
+                f"{seen.name!r} and {plan.name!r} are the same module used twice, but the "
+                f"rules treat them differently ({seen.reason} vs {plan.reason}); a shared "
+                "module can only be binarized one way."
+            )
+
+
+def _apply(model: nn.Module, plans: list[LayerPlan], mapping: Mapping[type, type]) -> nn.Module:
+    _check_shared(model, plans)
+    replaced: dict[int, nn.Module] = {}
+    for plan in plans:
+        module = model.get_submodule(plan.name) if plan.name else model
+        if id(module) in replaced:
+            new = replaced[id(module)]
+        elif plan.binarize:
             assert plan.bconfig is not None
             new = mapping[type(module)].from_float(module, plan.bconfig)
         elif is_binary_layer(module):
             new = module.to_float()
         else:
             continue
+        replaced[id(module)] = new
         if not plan.name:
             return new
         parent_name, _, child = plan.name.rpartition(".")
@@ -260,7 +286,7 @@ def convert(
     mapping = modules_mapping if modules_mapping is not None else layer_map()
     inherited: dict[str, BConfig | None] = {}
     plans = []
-    for name, module in model.named_modules():
+    for name, module in _all_modules(model):
         parent = inherited.get(name.rpartition(".")[0]) if name else None
         own = getattr(module, "bconfig", None)
         config = parent
@@ -297,7 +323,7 @@ def explain(
         return plan_binarization(model, bconfig, custom_config_layers_name, ignore_layers_name)
     mapping = layer_map()
     plans = []
-    for name, module in model.named_modules():
+    for name, module in _all_modules(model):
         if type(module) not in mapping:
             continue
         layer_type = _float_type(module).__name__

@@ -52,6 +52,12 @@ class BinaryLayerMixin:
         binary = _shallow_copy(module, cls)
         for slot in SLOTS:
             binary._modules.pop(slot, None)
+        pads = any(getattr(module, "_reversed_padding_repeated_twice", ()))
+        if bconfig.pad_value and pads and getattr(module, "padding_mode", "zeros") != "zeros":
+            raise ValueError(
+                f"pad_value={bconfig.pad_value} needs padding_mode='zeros', "
+                f"not {module.padding_mode!r}"
+            )
         binary.bconfig = bconfig
         reference = module.weight
         for slot in SLOTS:

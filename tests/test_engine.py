@@ -1362,3 +1362,33 @@ def test_registered_names_and_seed_class_names_resolve_in_a_bconfig():
         assert isinstance(layer.activation_pre_process, InputBiasBinarizer)
         assert isinstance(layer.weight_pre_process, XNORWeightBinarizer)
         assert isinstance(layer.activation_post_process, BasicScaleBinarizer)
+
+
+def test_a_module_used_twice_is_binarized_at_both_places():
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    binary = prepare_binary_model(model, BConfig(activation_pre_process=BasicInputBinarizer))
+    assert binary[0] is binary[2] and is_binary_layer(binary[0])
+    assert [p.name for p in explain(binary)] == ["0", "2"]
+
+
+def test_a_module_used_twice_cannot_be_binarized_two_ways():
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    with pytest.raises(LayerMatchError, match="same module used twice"):
+        prepare_binary_model(
+            model, BConfig(activation_pre_process=BasicInputBinarizer), ignore_layers_name=["2"]
+        )
+
+
+def test_pad_value_is_checked_when_the_model_is_prepared():
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"))
+    with pytest.raises(ValueError, match="padding_mode='zeros'"):
+        prepare_binary_model(model, BConfig(activation_pre_process="ste_sign", pad_value=1))
+    with pytest.raises(ValueError, match="not a boolean"):
+        BConfig(pad_value=True)
+    plans = plan_binarization(
+        nn.Sequential(nn.Conv2d(2, 2, 3, padding=1)),
+        BConfig(activation_pre_process="ste_sign", pad_value=1),
+    )
+    assert plans[0].binarizers["activation_pre_process"] == "ste_sign, pad +1"
