@@ -19,11 +19,17 @@ registries, so ``bnn validate`` reports every problem before anything runs::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PositiveInt, model_validator
 
 from bnn_core.config import BinarizeSpec, DatasetSpec, ModelSpec, load_yaml, validate_model
+from bnn_core.errors import BnnError
+
+
+def _default_binarization(value: Any) -> Any:
+    """``binarize: default`` is an empty section: everything from the model's declaration."""
+    return {} if value == "default" else value
 
 
 class DataSpec(BaseModel):
@@ -43,8 +49,16 @@ class Recipe(BaseModel):
     version: Literal[1]
     seed: int = 0
     model: ModelSpec
-    binarize: BinarizeSpec | None = None
+    binarize: Annotated[BinarizeSpec | None, BeforeValidator(_default_binarization)] = None
     data: DataSpec | None = None
+
+    @model_validator(mode="after")
+    def _complete_binarization(self) -> Recipe:
+        try:
+            self.binarization()
+        except BnnError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     def build_model(self, binarize: bool = True) -> Any:
         """Build the model (initialised from ``seed``) and, unless ``binarize`` is False,
@@ -53,9 +67,16 @@ class Recipe(BaseModel):
 
         torch.manual_seed(self.seed)
         model = self.model.build()
-        if binarize and self.binarize is not None:
-            model = self.binarize.apply(model, inplace=True)
+        spec = self.binarization()
+        if binarize and spec is not None:
+            model = spec.apply(model, inplace=True)
         return model
+
+    def binarization(self) -> BinarizeSpec | None:
+        """The binarize section completed with the model's declared binarization."""
+        if self.binarize is None:
+            return None
+        return self.binarize.completed(self.model.builder())
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -51,6 +51,12 @@ class ComponentSpec(BaseModel):
         """The options given besides ``name``."""
         return dict(self.model_extra or {})
 
+    def builder(self) -> Any:
+        """The registered builder (class or function) this spec names."""
+        from bnn_core.registries import REGISTRIES
+
+        return REGISTRIES[self.kind].get(self.name)
+
     def build(self, **overrides: Any) -> Any:
         """Call the registered builder with the options (and ``overrides``)."""
         from bnn_core.params import validate_params
@@ -78,13 +84,32 @@ class DatasetSpec(ComponentSpec):
 
 
 class BinarizeSpec(BaseModel):
-    """The arguments of ``prepare_binary_model``, as written in a config file."""
+    """The arguments of ``prepare_binary_model``, as written in a config file.
+
+    Fields left out are taken from the model's declared binarization (see
+    :func:`recommended_binarization`), so ``{bconfig: react}`` keeps the model's first
+    and last layers float without naming them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    bconfig: BConfigLike
+    bconfig: BConfigLike | None = None
     custom_config_layers_name: dict[str, BConfigLike] = Field(default_factory=dict)
     ignore_layers_name: list[str] = Field(default_factory=list)
+
+    def completed(self, builder: Any) -> BinarizeSpec:
+        """This spec with the fields it leaves out filled from ``builder``'s declaration."""
+        declared = declared_binarization(builder)
+        if declared is None:
+            if self.bconfig is None:
+                raise ConfigError(
+                    f"{getattr(builder, '__name__', builder)!r} declares no recommended "
+                    "binarization, so 'bconfig' must be given"
+                )
+            return self
+        values = {f: getattr(declared, f) for f in type(self).model_fields}
+        values.update({f: getattr(self, f) for f in self.model_fields_set})
+        return BinarizeSpec(**values)
 
     def apply(self, model: Any, inplace: bool = False) -> Any:
         """Binarize ``model`` as this section says."""
@@ -101,6 +126,55 @@ class BinarizeSpec(BaseModel):
         return plan_binarization(
             model, self.bconfig, self.custom_config_layers_name, self.ignore_layers_name
         )
+
+
+def recommended_binarization(
+    bconfig: Any,
+    custom_config_layers_name: dict[str, Any] | None = None,
+    ignore_layers_name: list[str] | None = None,
+) -> Any:
+    """Decorator for model builders: how the model is best binarized (which binarizers,
+    which layers stay float), used by ``create_model(name, binarize=True)`` and by
+    ``binarize: default`` in configs. Values are what a config file would hold."""
+    declaration = {
+        "bconfig": bconfig,
+        "custom_config_layers_name": custom_config_layers_name or {},
+        "ignore_layers_name": ignore_layers_name or [],
+    }
+
+    def mark(builder: Any) -> Any:
+        builder.binarization = declaration
+        return builder
+
+    return mark
+
+
+def declared_binarization(builder: Any) -> BinarizeSpec | None:
+    """The binarization a model builder declares, validated, or ``None``."""
+    declaration = getattr(builder, "binarization", None)
+    if declaration is None:
+        return None
+    if isinstance(declaration, BinarizeSpec):
+        return declaration
+    try:
+        return BinarizeSpec.model_validate(declaration)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, f"the binarization declared by {builder!r}")) from None
+
+
+def binarization_for(builder: Any, binarize: Any) -> BinarizeSpec:
+    """The spec ``create_model(..., binarize=...)`` applies: ``True`` or ``"default"``
+    takes the builder's declaration; a BConfig, mapping or method name replaces only
+    its bconfig (the declared float layers stay float)."""
+    if binarize is True or binarize == "default":
+        return BinarizeSpec().completed(builder)
+    if isinstance(binarize, BinarizeSpec):
+        return binarize.completed(builder)
+    try:
+        spec = BinarizeSpec(bconfig=binarize)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, "binarize")) from None
+    return spec.completed(builder)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

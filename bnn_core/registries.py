@@ -88,9 +88,23 @@ is_binarizer = REGISTRIES["binarizer"].contains
 
 register_model = _register("model")
 get_model = REGISTRIES["model"].get
-create_model = _create("model")
 list_models = REGISTRIES["model"].names
 is_model = REGISTRIES["model"].contains
+
+
+def create_model(name: str, binarize: Any = False, **options: Any) -> Any:
+    """Build the model registered as ``name`` with validated options. ``binarize=True``
+    (or ``"default"``) binarizes it as the model declares; a BConfig, mapping or method
+    name (``"react"``) binarizes it with that config, keeping the declared float layers."""
+    from bnn_core.config import binarization_for
+    from bnn_core.params import validate_params
+
+    builder = REGISTRIES["model"].get(name)
+    model = builder(**validate_params(builder, options, f"model {name!r}"))
+    if binarize is False or binarize is None:
+        return model
+    return binarization_for(builder, binarize).apply(model, inplace=True)
+
 
 register_dataset = _register("dataset")
 get_dataset = REGISTRIES["dataset"].get

@@ -19,18 +19,13 @@ def run(name: str, args: argparse.Namespace) -> int:
         print_json(Recipe.model_json_schema())
         return 0
     recipe = load_recipe(args.config)
-    from bnn_core.engine import plan_binarization
     from bnn_core.meta import build_on_meta
 
     model = build_on_meta(recipe.model)
     summary = f"model {recipe.model.name}"
-    if recipe.binarize is not None:
-        plans = plan_binarization(
-            model,
-            recipe.binarize.bconfig,
-            recipe.binarize.custom_config_layers_name,
-            recipe.binarize.ignore_layers_name,
-        )
+    spec = recipe.binarization()
+    if spec is not None:
+        plans = spec.plan(model)
         binary = sum(p.binarize for p in plans)
         summary += f", {binary} of {len(plans)} layers binarized"
     print(f"{args.config}: valid ({summary})")

@@ -24,14 +24,15 @@ def run(name: str, args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config)
     model = recipe.build_model(binarize=False)
-    plans = recipe.binarize.plan(model) if recipe.binarize is not None else []
+    spec = recipe.binarization()
+    plans = spec.plan(model) if spec is not None else []
     result: dict[str, Any] = {
         "model": recipe.model.model_dump(),
         "layers": [p.to_dict() for p in plans],
     }
     if args.forward:
-        if recipe.binarize is not None:
-            model = recipe.binarize.apply(model, inplace=True)
+        if spec is not None:
+            model = spec.apply(model, inplace=True)
         result["forward"] = forward_pass(model, recipe)
     if args.json:
         print_json(result)
