@@ -1,11 +1,14 @@
 """Sign with a chosen surrogate gradient, the primitive under every sign binarizer.
 
 Sign convention: ``sign(x) = +1 for x >= 0, -1 otherwise``. The backward pass
-multiplies the incoming gradient by a surrogate derivative evaluated at ``x``.
+multiplies the incoming gradient by a surrogate derivative evaluated at ``x``. The
+derivatives are frozen dataclasses or module-level functions, so binarizers holding
+them pickle. The straight-through rounding under the k-bit quantizers lives here too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,3 +89,71 @@ class _StochasticSign(torch.autograd.Function):
 def stochastic_sign(x: torch.Tensor) -> torch.Tensor:
     """+1 with probability ``clamp((x + 1) / 2, 0, 1)``, else -1; clipped STE backward."""
     return _StochasticSign.apply(x)
+
+
+@dataclass(frozen=True)
+class SwishDerivative:
+    """BNN+'s SignSwish derivative:
+    ``beta (2 - beta x tanh(beta x / 2)) / (1 + cosh(beta x))``."""
+
+    beta: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        bx = self.beta * x
+        return self.beta * (2 - bx * torch.tanh(bx / 2)) / (1 + torch.cosh(bx))
+
+
+@dataclass(frozen=True)
+class FourierDerivative:
+    """Derivative of the first ``terms`` terms of the square wave's Fourier series
+    ``(4 / pi) sum_i sin((2i + 1) omega x) / (2i + 1)``, that is
+    ``(4 omega / pi) sum_{i < terms} cos((2i + 1) omega x)``, zeroed where ``|x| > clip_value``
+    (FDA). A loop over the terms keeps the memory at one tensor the size of ``x``."""
+
+    terms: int
+    omega: float = 0.1
+    clip_value: float = 1.0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(x)
+        for i in range(self.terms):
+            total = total + torch.cos((2 * i + 1) * self.omega * x)
+        return (4 * self.omega / math.pi) * total * (x.abs() <= self.clip_value).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class EdeDerivative:
+    """IR-Net's error decay estimator: ``k t (1 - tanh(t x)^2)``, computed as
+    ``k t / cosh(t x)^2``."""
+
+    t: float
+    k: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k * self.t / torch.cosh(self.t * x).square()
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, values: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(slope)
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (slope,) = ctx.saved_tensors
+        return grad_output * slope, None, None
+
+
+def straight_through(x: torch.Tensor, values: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """``values`` forward (a quantization of ``x``, computed without gradient) and
+    ``grad * slope`` backward: the general straight-through estimator, for quantizers
+    whose surrogate derivative depends on more than one element of ``x`` (a threshold
+    per channel) or is not a sign."""
+    return _StraightThrough.apply(x, values.detach(), slope.detach())
+
+
+def round_straight_through(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """``round(x * levels) / levels`` forward, identity backward (DoReFa's quantizer)."""
+    values = torch.round(x.detach() * levels) / levels
+    return straight_through(x, values, torch.ones_like(x))

@@ -3,10 +3,12 @@ and a learned output scale (XNOR-Net++)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
-from bnn_binarizers.functional import ClippedIdentity, surrogate_sign
+from bnn_binarizers.functional import ClippedIdentity, approx_sign_derivative, surrogate_sign
 from bnn_core.binarizer import INPUT, OUTPUT, Binarizer, ValueSet
 
 
@@ -27,7 +29,9 @@ def per_channel(parameter: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return parameter if x.dim() == parameter.dim() else parameter.squeeze(0)
 
 
-def _channels(module: nn.Module | None, *attributes: str) -> int:
+def layer_channels(module: nn.Module | None, *attributes: str) -> int:
+    """The first of ``attributes`` (``in_channels``, ``out_features``, ...) that ``module``
+    has as an int; a clear TypeError when it has none."""
     for attribute in attributes:
         value = getattr(module, attribute, None)
         if isinstance(value, int):
@@ -41,11 +45,13 @@ def _channels(module: nn.Module | None, *attributes: str) -> int:
 class InputBiasBinarizer(Binarizer):
     """RSign: sign of the input shifted by a learned per-input-channel bias (ReActNet).
 
-    Forward ``sign(x + b)`` in {-1, +1}; backward the clipped straight-through estimator
-    at ``x + b`` (1 where ``|x + b| <= 1``), for ``x`` and ``b`` alike. ``b`` has one
-    value per input channel, initialised to 0; works for Linear, Conv1d, Conv2d and
-    Conv3d (the seed's version crashed on Conv1d and skipped Linear). Packable: the
-    shift folds into a per-channel threshold.
+    Forward ``sign(x + b)`` in {-1, +1}; backward, for ``x`` and ``b`` alike, the
+    surrogate derivative at ``x + b``: with ``surrogate="clipped"`` (the default, as in
+    the seed) the clipped straight-through estimator, 1 where ``|x + b| <= 1``; with
+    ``surrogate="approx_sign"`` ReActNet's own choice, Bi-Real's ``2 - 2|x + b|`` for
+    ``|x + b| <= 1``, else 0. ``b`` has one value per input channel, initialised to 0;
+    works for Linear, Conv1d, Conv2d and Conv3d (the seed's version crashed on Conv1d
+    and skipped Linear). Packable: the shift folds into a per-channel threshold.
     Liu et al., ReActNet, ECCV 2020.
     """
 
@@ -55,17 +61,30 @@ class InputBiasBinarizer(Binarizer):
     packable = True
     paper = "Liu et al., ReActNet, ECCV 2020"
 
-    def __init__(self, module: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        module: nn.Module | None = None,
+        surrogate: Literal["clipped", "approx_sign"] = "clipped",
+    ) -> None:
         super().__init__()
-        channels = _channels(module, "in_channels", "in_features")
+        channels = layer_channels(module, "in_channels", "in_features")
         self.bias = nn.Parameter(torch.zeros(channel_shape(module, channels)))
-        self._derivative = ClippedIdentity(1.0)
+        self.surrogate = surrogate
+        self._derivative = (
+            ClippedIdentity(1.0) if surrogate == "clipped" else approx_sign_derivative
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return surrogate_sign(x + per_channel(self.bias, x), self._derivative)
 
     def surrogate_grad(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x + per_channel(self.bias, x)).abs() <= 1).to(x.dtype)
+        shifted = (x + per_channel(self.bias, x)).abs()
+        if self.surrogate == "clipped":
+            return (shifted <= 1).to(x.dtype)
+        return torch.where(shifted <= 1, 2 - 2 * shifted, torch.zeros_like(shifted))
+
+    def extra_repr(self) -> str:
+        return "" if self.surrogate == "clipped" else f"surrogate={self.surrogate!r}"
 
 
 class BasicScaleBinarizer(Binarizer):
@@ -84,7 +103,7 @@ class BasicScaleBinarizer(Binarizer):
 
     def __init__(self, module: nn.Module | None = None) -> None:
         super().__init__()
-        channels = _channels(module, "out_channels", "out_features")
+        channels = layer_channels(module, "out_channels", "out_features")
         self.alpha = nn.Parameter(torch.ones(channel_shape(module, channels)))
 
     def forward(self, x_after: torch.Tensor, x_before: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import PositiveFloat
 
 from bnn_binarizers.functional import (
     ClippedIdentity,
+    SwishDerivative,
     TanhDerivative,
     approx_sign_derivative,
     sign,
@@ -113,6 +115,40 @@ class AdvancedInputBinarizer(Binarizer):
         return f"t={self.t}"
 
 
+class SwishSign(Binarizer):
+    """Sign with BNN+'s SignSwish surrogate gradient (Larq ``swish_sign``).
+
+    Forward ``sign(x)`` in {-1, +1} (1 bit); backward
+    ``beta (2 - beta x tanh(beta x / 2)) / (1 + cosh(beta x))``, the derivative of the
+    smooth curve ``2 sigmoid(beta x) (1 + beta x (1 - sigmoid(beta x))) - 1``: ``beta`` at
+    0, slightly negative around ``|x| = 2.4 / beta`` and vanishing in the tails. Option
+    ``beta`` (> 0, default 5). No learnable parameters; packable.
+    Darabi et al., BNN+: Improved Binary Network Training, arXiv:1812.11800, 2018.
+    """
+
+    roles = frozenset({INPUT, WEIGHT})
+    value_set = ValueSet.BINARY
+    bit_width = 1
+    packable = True
+    paper = "Darabi et al., BNN+: Improved Binary Network Training, arXiv:1812.11800, 2018"
+
+    def __init__(self, beta: PositiveFloat = 5.0) -> None:
+        super().__init__()
+        self.beta = float(beta)
+        self._derivative = SwishDerivative(self.beta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return surrogate_sign(x, self._derivative)
+
+    def surrogate_grad(self, x: torch.Tensor) -> torch.Tensor:
+        sigmoid = torch.sigmoid(self.beta * x)
+        # d/dx of 2 s (1 + beta x (1 - s)) - 1, with s' = beta s (1 - s)
+        return 2 * self.beta * sigmoid * (1 - sigmoid) * (2 + self.beta * x * (1 - 2 * sigmoid))
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
 class StochasticInputBinarizer(Binarizer):
     """Stochastic sign: +1 with probability ``hard_sigmoid(x) = clamp((x + 1) / 2, 0, 1)``.
 
@@ -147,5 +183,6 @@ __all__ = [
     "BasicInputBinarizer",
     "SteSign",
     "StochasticInputBinarizer",
+    "SwishSign",
     "sign",
 ]

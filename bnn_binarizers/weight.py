@@ -1,8 +1,9 @@
-"""Weight binarizers with an analytic per-output-channel scale (XNOR-Net)."""
+"""Weight binarizers with an analytic per-output-channel scale (XNOR-Net, Bi-Real Net)."""
 
 from __future__ import annotations
 
 import torch
+from pydantic import PositiveFloat
 
 from bnn_binarizers.functional import ClippedIdentity, surrogate_sign
 from bnn_core.binarizer import WEIGHT, Binarizer, ValueSet
@@ -57,3 +58,37 @@ class XNORWeightBinarizer(Binarizer):
 
     def extra_repr(self) -> str:
         return f"compute_alpha={self.compute_alpha}, center_weights={self.center_weights}"
+
+
+class MagnitudeAwareSign(Binarizer):
+    """Bi-Real Net's magnitude-aware weight sign (Larq ``magnitude_aware_sign``).
+
+    Forward ``alpha * sign(W)`` with ``alpha = mean(|W|)`` per output channel (over every
+    axis but the first), detached. Backward: ``alpha`` times the clipped
+    straight-through estimator, 1 where ``|W| <= clip_value`` (everywhere if None).
+    Option ``clip_value`` (default 1.0). No learnable parameters. Values
+    ``alpha * {-1, +1}`` (1 bit); packable (the per-channel scale folds into the output
+    transform). Liu et al., Bi-Real Net, ECCV 2018.
+    """
+
+    roles = frozenset({WEIGHT})
+    value_set = ValueSet.SCALED_BINARY
+    bit_width = 1
+    packable = True
+    paper = "Liu et al., Bi-Real Net, ECCV 2018"
+
+    def __init__(self, clip_value: PositiveFloat | None = 1.0) -> None:
+        super().__init__()
+        self.clip_value = clip_value
+        self._derivative = ClippedIdentity(clip_value)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return surrogate_sign(w, self._derivative) * channel_mean_abs(w).detach()
+
+    def surrogate_grad(self, w: torch.Tensor) -> torch.Tensor:
+        inside = torch.ones_like(w) if self.clip_value is None else (w.abs() <= self.clip_value)
+        scale = w.abs().flatten(1).mean(dim=1).reshape([-1] + [1] * (w.dim() - 1))
+        return inside.to(w.dtype) * scale
+
+    def extra_repr(self) -> str:
+        return f"clip_value={self.clip_value}"
