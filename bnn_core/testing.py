@@ -116,8 +116,18 @@ def check_shape_and_dtype(binarizer: BinarizerLike) -> None:
             assert out.dtype == dtype, f"{where}: output dtype {out.dtype} != {dtype}"
 
 
-def _check_values(value_set: str, out: torch.Tensor, role: str, where: str) -> None:
+def _check_values(
+    value_set: str, out: torch.Tensor, role: str, where: str, bits: int | None = None
+) -> None:
     values = set(out.detach().unique().tolist())
+    if value_set == ValueSet.KBIT and bits:
+        levels = 2**bits - 1
+        grid = out.detach().double() * levels
+        unipolar = (grid - grid.round()).abs().max() <= 1e-4 and grid.min() >= -1e-4
+        symmetric = (out.detach().double() + 1) / 2 * levels
+        bipolar = (symmetric - symmetric.round()).abs().max() <= 1e-4
+        assert bool(unipolar or bipolar), f"{where}: values are not on a {bits}-bit grid"
+        assert len(values) <= 2**bits, f"{where}: {len(values)} values for {bits} bits"
     allowed = {
         ValueSet.BINARY: {-1.0, 1.0},
         ValueSet.UNIPOLAR: {0.0, 1.0},
@@ -144,7 +154,8 @@ def check_value_set(binarizer: BinarizerLike) -> None:
             built.train(training)
             out = _call(role, layer, built, _sample(role, layer, torch.float32))
             mode = "train" if training else "eval"
-            _check_values(value_set, out, role, f"{factory!r} as {role} on {layer_name} ({mode})")
+            where = f"{factory!r} as {role} on {layer_name} ({mode})"
+            _check_values(value_set, out, role, where, getattr(built, "bit_width", None))
 
 
 def check_surrogate_gradient(binarizer: BinarizerLike) -> None:
