@@ -1,9 +1,10 @@
-"""MNIST-format data sets (IDX files, gzip-compressed or not) read from a folder.
+"""MNIST-format data sets: 28x28 grey images in IDX files (gzip-compressed or not).
 
 ``fashion_mnist`` without a ``root`` uses the stratified subset embedded in this package
-(12,000 training and 2,000 test images, built by
+(12,000 training and 2,000 test images, 1,200 and 200 per class, built by
 ``scripts/make_embedded_fashion_mnist.py``); with a ``root`` such as Debian's
-``/usr/share/datasets/fashion-mnist`` it reads the full set.
+``/usr/share/datasets/fashion-mnist`` it reads the full set. ``root`` may also be the
+folder torchvision downloads into (``<root>/FashionMNIST/raw``, ``<root>/MNIST/raw``).
 """
 
 from __future__ import annotations
@@ -12,25 +13,35 @@ import gzip
 import logging
 import struct
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from bnn_core.errors import ConfigError
+from bnn_datasets.base import InMemoryImages, Split
+from bnn_datasets.roots import missing_data, resolve_root
+from bnn_datasets.transforms import TransformSpecs, standard_transform
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_FASHION_MNIST = Path(__file__).parent / "data" / "fashion_mnist"
-PREFIXES = {"train": "train", "test": "t10k"}
-# Per-pixel mean and standard deviation of the full training sets (images scaled to [0, 1]).
-NORMALIZATION = {"fashion_mnist": (0.2860, 0.3530), "mnist": (0.1307, 0.3081)}
-SOURCES = {
-    "fashion_mnist": "install Debian's package (apt-get install dataset-fashion-mnist; files "
-    "land in /usr/share/datasets/fashion-mnist) or leave root empty to use the embedded subset",
-    "mnist": "download the four IDX files from the MNIST page (train-images-idx3-ubyte.gz, ...) "
-    "into that folder",
+PREFIXES = {"train": "train", "val": "t10k", "test": "t10k"}
+#: Sub-folders where torchvision's downloads keep the same files.
+TORCHVISION_FOLDERS = {"fashion_mnist": "FashionMNIST/raw", "mnist": "MNIST/raw"}
+CLASSES = {
+    "fashion_mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+    "mnist": [str(digit) for digit in range(10)],
 }
 
 
@@ -49,57 +60,84 @@ def read_idx(path: Path) -> np.ndarray:
         raise ConfigError(f"cannot read IDX file {path}: {exc}") from None
 
 
-def _find(root: Path, stem: str) -> Path | None:
-    for candidate in (root / f"{stem}.gz", root / stem):
+def _find(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
         if candidate.is_file():
             return candidate
     return None
 
 
-class IdxDataset(Dataset):
-    """Images and labels from a pair of IDX files, normalised to zero mean and unit
-    variance, as ``(float tensor [1, H, W], int label)`` pairs."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> None:
-        if len(images) != len(labels):
-            raise ConfigError(f"{len(images)} images but {len(labels)} labels")
-        self.images = torch.from_numpy(images.copy())
-        self.targets = torch.from_numpy(labels.astype(np.int64))
-        self.mean, self.std = mean, std
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index].unsqueeze(0).float().div_(255).sub_(self.mean).div_(self.std)
-        return image, int(self.targets[index])
-
-
-def load_idx_folder(name: str, root: Path, split: str) -> IdxDataset:
-    """Load ``split`` of an MNIST-format data set from ``root`` with a clear error."""
+def load_idx_folder(
+    name: str,
+    root: Path,
+    split: str,
+    *,
+    augment: bool = False,
+    transforms: list[dict] | None = None,
+    eval_transforms: list[dict] | None = None,
+) -> InMemoryImages:
+    """Load ``split`` of the MNIST-format data set ``name`` from ``root`` (or its
+    torchvision sub-folder), with the standard transforms of ``name``."""
     prefix = PREFIXES[split]
     stems = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
-    found = [_find(root, stem) for stem in stems]
-    if not root.is_dir() or None in found:
-        raise ConfigError(
-            f"{name}: no {split} split in {root} (expected {stems[0]}[.gz] and "
-            f"{stems[1]}[.gz]{'' if root.is_dir() else '; the folder does not exist'}). "
-            f"To get them: {SOURCES[name]}."
+    for folder in (root, root / TORCHVISION_FOLDERS[name]):
+        images, labels = (_find(folder, stem) for stem in stems)
+        if images is not None and labels is not None:
+            break
+    else:
+        raise missing_data(
+            name,
+            root,
+            [f"{stems[0]}[.gz] and {stems[1]}[.gz] (or both in {TORCHVISION_FOLDERS[name]})"],
         )
-    mean, std = NORMALIZATION[name]
-    return IdxDataset(read_idx(found[0]), read_idx(found[1]), mean, std)
+    pixels = read_idx(images)
+    if pixels.ndim != 3:
+        raise ConfigError(f"{images}: expected images of shape [N, H, W], got {pixels.shape}")
+    transform = standard_transform(
+        name, split, augment=augment, transforms=transforms, eval_transforms=eval_transforms
+    )
+    return InMemoryImages(
+        torch.from_numpy(pixels.copy()).unsqueeze(1),
+        torch.from_numpy(read_idx(labels).astype(np.int64)),
+        CLASSES[name],
+        transform,
+    )
 
 
-def fashion_mnist(root: str | None = None, split: Literal["train", "test"] = "train") -> IdxDataset:
+def fashion_mnist(
+    root: str | None = None,
+    split: Split = "train",
+    augment: bool = False,
+    transforms: TransformSpecs | None = None,
+    eval_transforms: TransformSpecs | None = None,
+) -> InMemoryImages:
     """Fashion-MNIST (Xiao et al., 2017): 28x28 grey images of 10 clothing classes.
 
-    Without ``root``, the embedded stratified subset (12,000 train / 2,000 test)."""
+    Without ``root``, the embedded stratified subset (12,000 train / 2,000 test).
+    ``augment`` adds RandomCrop(28, padding=2) and RandomHorizontalFlip to training."""
+    options = {"augment": augment, "transforms": transforms, "eval_transforms": eval_transforms}
     if root is None:
         log.info("fashion_mnist: using the embedded subset in %s", EMBEDDED_FASHION_MNIST)
-        return load_idx_folder("fashion_mnist", EMBEDDED_FASHION_MNIST, split)
-    return load_idx_folder("fashion_mnist", Path(root).expanduser(), split)
+        return load_idx_folder("fashion_mnist", EMBEDDED_FASHION_MNIST, split, **options)
+    return load_idx_folder("fashion_mnist", resolve_root("fashion_mnist", root), split, **options)
 
 
-def mnist(root: str, split: Literal["train", "test"] = "train") -> IdxDataset:
-    """MNIST (LeCun et al., 1998): 28x28 grey images of handwritten digits, read from ``root``."""
-    return load_idx_folder("mnist", Path(root).expanduser(), split)
+def mnist(
+    root: str | None = None,
+    split: Split = "train",
+    augment: bool = False,
+    transforms: TransformSpecs | None = None,
+    eval_transforms: TransformSpecs | None = None,
+) -> InMemoryImages:
+    """MNIST (LeCun et al., 1998): 28x28 grey images of handwritten digits.
+
+    ``root`` defaults to ``$BNN_DATA_ROOT/mnist``; ``augment`` adds
+    RandomCrop(28, padding=2) to training."""
+    return load_idx_folder(
+        "mnist",
+        resolve_root("mnist", root),
+        split,
+        augment=augment,
+        transforms=transforms,
+        eval_transforms=eval_transforms,
+    )

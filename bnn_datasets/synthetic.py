@@ -5,6 +5,11 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from bnn_datasets.base import Split
+
+#: Each split draws from its own stream, so test samples are not training samples.
+SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
+
 
 class SyntheticDataset(Dataset):
     """``length`` samples of Gaussian noise with uniformly random labels, reproducible by
@@ -14,6 +19,7 @@ class SyntheticDataset(Dataset):
         generator = torch.Generator().manual_seed(seed)
         self.inputs = torch.randn((length, *shape), generator=generator)
         self.targets = torch.randint(num_classes, (length,), generator=generator)
+        self.num_classes = num_classes
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -23,7 +29,11 @@ class SyntheticDataset(Dataset):
 
 
 def synthetic(
-    shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, length: int = 256, seed: int = 0
+    shape: tuple[int, ...] = (1, 28, 28),
+    num_classes: int = 10,
+    length: int = 256,
+    seed: int = 0,
+    split: Split = "train",
 ) -> SyntheticDataset:
     """Random inputs of ``shape`` and random labels in ``[0, num_classes)``."""
-    return SyntheticDataset(tuple(shape), num_classes, length, seed)
+    return SyntheticDataset(tuple(shape), num_classes, length, seed * 3 + SPLIT_OFFSETS[split])
