@@ -1,10 +1,11 @@
-"""The YAML config (recipe) of a bnn job: which model, how it is binarized, which data.
+"""The YAML config (recipe) of a bnn job: which model, how it is binarized, which data,
+and how it is trained.
 
 Every key is checked (unknown keys are errors) and names are resolved through the
 registries, so ``bnn validate`` reports every problem before anything runs::
 
     version: 1
-    seed: 0                 # initialisation and data order
+    seed: 0                 # initialisation, data order and augmentation
     model: {name: lenet5, num_classes: 10}
     binarize:
       bconfig:
@@ -14,71 +15,104 @@ registries, so ``bnn validate`` reports every problem before anything runs::
     data:
       dataset: fashion_mnist        # no root: the embedded subset
       batch_size: 256
+    training:
+      epochs: 10
+      optimizers: {name: adam, lr: 0.001}
+
+See docs/recipes.md for every section.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from bnn_core.config import BinarizeSpec, DatasetSpec, ModelSpec, load_yaml, validate_model
-from bnn_core.errors import BnnError
-
-
-def _default_binarization(value: Any) -> Any:
-    """``binarize: default`` is an empty section: everything from the model's declaration."""
-    return {} if value == "default" else value
+from bnn.training.layering import merge
+from bnn.training.spec import BinarizeField, DataSpec, RunConfig, TrainingSpec
+from bnn_core.config import BinarizeSpec, ModelSpec, format_errors, load_yaml, validate_model
+from bnn_core.errors import BnnError, ConfigError
 
 
-class DataSpec(BaseModel):
-    """Where batches come from."""
+class Stage(BaseModel):
+    """A resolved stage: its name, complete binarization and training settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    dataset: DatasetSpec
-    batch_size: PositiveInt = 128
+    name: str
+    binarization: BinarizeSpec | None
+    training: TrainingSpec
 
 
-class Recipe(BaseModel):
-    """A whole job config (schema version 1)."""
+def resolve_stages(config: RunConfig, binarize: BinarizeSpec | None, builder: Any) -> list[Stage]:
+    """The stages ``config`` runs, each with its full binarization and training settings.
+    Without ``stages`` there is one stage, ``main``. A stage's ``training`` keys update the
+    base ``training`` section; its ``binarize`` (else ``binarize``) is completed with what
+    the model ``builder`` declares (``builder`` may be None for models built in Python)."""
 
-    model_config = ConfigDict(extra="forbid")
+    def complete(spec: BinarizeSpec | None) -> BinarizeSpec | None:
+        if spec is None or builder is None:
+            return spec
+        return spec.completed(builder)
+
+    if not config.stages:
+        return [Stage(name="main", binarization=complete(binarize), training=config.training)]
+    stages = []
+    base = config.training.model_dump(exclude_unset=True)
+    for index, stage in enumerate(config.stages):
+        try:
+            training = TrainingSpec.model_validate(merge(base, stage.training))
+        except ValidationError as exc:
+            raise ConfigError(format_errors(exc, f"stages[{index}].training")) from None
+        chosen = stage.binarize if "binarize" in stage.model_fields_set else binarize
+        stages.append(Stage(name=stage.name, binarization=complete(chosen), training=training))
+    return stages
+
+
+class Recipe(RunConfig):
+    """A whole job config (schema version 1): a run plus the model and data it trains."""
 
     version: Literal[1]
-    seed: int = 0
     model: ModelSpec
-    binarize: Annotated[BinarizeSpec | None, BeforeValidator(_default_binarization)] = None
-    data: DataSpec | None = None
+    binarize: BinarizeField = None
+    data: DataSpec | None = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
-    def _complete_binarization(self) -> Recipe:
+    def _complete(self) -> Recipe:
         try:
-            self.binarization()
+            self.stages_to_run()
         except BnnError as exc:
             raise ValueError(str(exc)) from None
         return self
 
     def build_model(self, binarize: bool = True) -> Any:
         """Build the model (initialised from ``seed``) and, unless ``binarize`` is False,
-        binarize it as configured."""
+        binarize it as the first stage says."""
         import torch
 
         torch.manual_seed(self.seed)
         model = self.model.build()
-        spec = self.binarization()
+        spec = self.stages_to_run()[0].binarization
         if binarize and spec is not None:
             model = spec.apply(model, inplace=True)
         return model
 
     def binarization(self) -> BinarizeSpec | None:
-        """The binarize section completed with the model's declared binarization."""
-        if self.binarize is None:
-            return None
-        return self.binarize.completed(self.model.builder())
+        """The first stage's binarization, completed with the model's declaration."""
+        return self.stages_to_run()[0].binarization
+
+    def stages_to_run(self) -> list[Stage]:
+        """See :func:`resolve_stages`."""
+        return resolve_stages(self, self.binarize, self.model.builder())
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Load and validate a recipe file; raises ConfigError listing every problem."""
-    return validate_model(Recipe, load_yaml(path), str(path))
+def load_recipe(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Recipe:
+    """Load and validate a recipe file layered over ``defaults`` (an environment file's
+    settings) and under ``overrides`` (``--set``); raises ConfigError listing every problem."""
+    data = merge(merge(defaults or {}, load_yaml(path)), overrides or {})
+    return validate_model(Recipe, data, str(path))

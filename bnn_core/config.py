@@ -20,6 +20,7 @@ class ComponentSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     kind: ClassVar[str] = ""
+    #: Keys the spec itself consumes: neither checked against nor passed to the builder.
     reserved: ClassVar[frozenset[str]] = frozenset()
 
     name: str
@@ -63,9 +64,8 @@ class ComponentSpec(BaseModel):
         from bnn_core.registries import REGISTRIES
 
         target = REGISTRIES[self.kind].get(self.name)
-        options = validate_params(
-            target, {**self.options, **overrides}, f"{self.kind} {self.name!r}"
-        )
+        given = {k: v for k, v in self.options.items() if k not in self.reserved}
+        options = validate_params(target, {**given, **overrides}, f"{self.kind} {self.name!r}")
         return target(**options)
 
 
@@ -77,7 +77,7 @@ class ModelSpec(ComponentSpec):
 
 class DatasetSpec(ComponentSpec):
     """A dataset from the dataset registry, for example ``{name: fashion_mnist, root: ...}``.
-    The split is chosen by the command that uses it."""
+    The split is chosen by the command that uses it (a ``split`` key here is ignored)."""
 
     kind = "dataset"
     reserved = frozenset({"split"})

@@ -82,3 +82,9 @@ def bnn_register_bconfigs(register: RegisterComponent) -> None:
 def bnn_register_blocks(register: RegisterComponent) -> None:
     """Register building blocks: ``nn.Module`` classes (activations such as RPReLU,
     learnable biases, ...) that models and configs select by name."""
+
+
+@hookspec
+def bnn_register_optimizers(register: RegisterComponent) -> None:
+    """Register optimizers: ``torch.optim.Optimizer`` classes whose first argument is the
+    parameter groups, selected by name in a recipe's ``training.optimizers``."""

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bnn_core.errors import ConfigError
 
-#: Constructor arguments filled in by the framework, never by a config.
-FRAMEWORK_ARGUMENTS = frozenset({"module", "self"})
+#: Constructor arguments filled in by the framework, never by a config (the layer a
+#: binarizer is built for, the parameters an optimizer trains).
+FRAMEWORK_ARGUMENTS = frozenset({"module", "self", "params"})
 
 
 def _signature(target: Callable[..., Any]) -> inspect.Signature:
@@ -94,9 +95,13 @@ def validate_params(
 
 def _params_message(exc: ValidationError, what: str, model: type[BaseModel]) -> str:
     valid = ", ".join(model.model_fields) or "none"
-    problems = []
+    problems: list[str] = []
+    reported: set[str] = set()
     for error in exc.errors():
-        key = ".".join(str(p) for p in error["loc"])
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        if key in reported:  # a union type reports once per alternative: keep the first
+            continue
+        reported.add(key)
         if error["type"] == "extra_forbidden":
             problems.append(f"unknown parameter {key!r}")
         elif error["type"] == "missing":

@@ -39,6 +39,7 @@ HOOKS = {
     "dataset": "bnn_register_datasets",
     "bconfig": "bnn_register_bconfigs",
     "block": "bnn_register_blocks",
+    "optimizer": "bnn_register_optimizers",
 }
 
 

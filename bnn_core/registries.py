@@ -25,7 +25,7 @@ def _load_plugins() -> None:
     load_plugins()
 
 
-KINDS = ("binarizer", "layer", "model", "dataset", "bconfig", "block")
+KINDS = ("binarizer", "layer", "model", "dataset", "bconfig", "block", "optimizer")
 REGISTRIES: dict[str, Registry] = {kind: Registry(kind, _load_plugins) for kind in KINDS}
 
 
@@ -117,6 +117,11 @@ get_block = REGISTRIES["block"].get
 create_block = _create("block")
 list_blocks = REGISTRIES["block"].names
 is_block = REGISTRIES["block"].contains
+
+register_optimizer = _register("optimizer")
+get_optimizer = REGISTRIES["optimizer"].get
+list_optimizers = REGISTRIES["optimizer"].names
+is_optimizer = REGISTRIES["optimizer"].contains
 
 register_bconfig = _register("bconfig")
 list_bconfigs = REGISTRIES["bconfig"].names

@@ -23,6 +23,8 @@ COMMANDS = {
     "validate": ("bnn.cli.configs", "check a config file and report every problem"),
     "config-schema": ("bnn.cli.configs", "print the JSON Schema of config files"),
     "explain": ("bnn.cli.explain", "show how a config binarizes its model, layer by layer"),
+    "train": ("bnn.cli.train", "train a recipe (resume, distillation, stages, torchrun)"),
+    "eval": ("bnn.cli.train", "evaluate a checkpoint, or the best checkpoint of a recipe's run"),
     "summary": ("bnn.cli.summary", "parameters, memory and MACs per bit width, layer by layer"),
     "data": ("bnn.cli.data", "prepare data sets: write webdataset shards (data shard)"),
 }

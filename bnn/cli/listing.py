@@ -16,6 +16,7 @@ KINDS = {
     "layers": "layer",
     "models": "model",
     "datasets": "dataset",
+    "optimizers": "optimizer",
 }
 
 

@@ -1,0 +1,81 @@
+"""``bnn train RECIPE`` and ``bnn eval RECIPE_OR_CHECKPOINT``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bnn.cli.output import print_json
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    if name == "eval":
+        parser.add_argument("target", help="a checkpoint (.pt) or a recipe whose run has best.pt")
+        parser.add_argument("--device", help="cpu, cuda or cuda:N")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        return
+    parser.add_argument("recipe", help="a YAML recipe")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a recipe value (YAML), e.g. --set training.epochs=3",
+    )
+    parser.add_argument("--env", help="an environment file (the seed library's env_NAME.yaml)")
+    parser.add_argument("-u", "--user", help="read configs/env_USER.yaml")
+    parser.add_argument("--exp-name", "--exp_name", dest="exp_name", help="experiment name")
+    parser.add_argument("--seed", type=int, help="random seed (overrides the recipe)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    parser.add_argument("--gpu", type=int, help="GPU index, the same as --device cuda:N")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="PATH",
+        help="continue from PATH, or from the run's last.pt",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    from bnn.training.layering import parse_set
+    from bnn_core.errors import ConfigError
+
+    if name == "eval":
+        return _evaluate(args)
+    if args.env and args.user:
+        raise ConfigError("give either --env or -u/--user, not both")
+    from bnn.training.runner import prepare_recipe, train_recipe
+
+    recipe, output = prepare_recipe(
+        args.recipe, parse_set(args.set), args.env or args.user, args.exp_name, args.seed
+    )
+    device = f"cuda:{args.gpu}" if args.gpu is not None else args.device
+    train_recipe(recipe, output, device=device, resume=args.resume, quiet=args.quiet)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from bnn.training.runner import evaluate_checkpoint, prepare_recipe
+    from bnn_core.errors import ConfigError
+
+    target = Path(args.target)
+    if target.suffix in {".yaml", ".yml"}:
+        _, output = prepare_recipe(target)
+        found = [p for p in (output / "best.pt", output / "last.pt") if p.exists()]
+        if not found:
+            raise ConfigError(
+                f"no checkpoint in {output}: train it first with `bnn train {target}`"
+            )
+        target = found[0]
+    result = evaluate_checkpoint(target, args.device)
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"{result['checkpoint']} ({result['stage']}, epoch {result['epoch']}): accuracy "
+            f"{result['eval_acc']:.2%}, loss {result['eval_loss']:.4f} on {result['samples']} "
+            f"samples of {result['dataset']} ({result['split']})"
+        )
+    return 0
