@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bnn_core.bconfig import BConfigLike
 from bnn_core.errors import BnnError, ConfigError
+from bnn_core.recommend import recommended_binarization as recommended_binarization
 from bnn_core.schema import registry_json_schema
 
 
@@ -126,27 +127,6 @@ class BinarizeSpec(BaseModel):
         return plan_binarization(
             model, self.bconfig, self.custom_config_layers_name, self.ignore_layers_name
         )
-
-
-def recommended_binarization(
-    bconfig: Any,
-    custom_config_layers_name: dict[str, Any] | None = None,
-    ignore_layers_name: list[str] | None = None,
-) -> Any:
-    """Decorator for model builders: how the model is best binarized (which binarizers,
-    which layers stay float), used by ``create_model(name, binarize=True)`` and by
-    ``binarize: default`` in configs. Values are what a config file would hold."""
-    declaration = {
-        "bconfig": bconfig,
-        "custom_config_layers_name": custom_config_layers_name or {},
-        "ignore_layers_name": ignore_layers_name or [],
-    }
-
-    def mark(builder: Any) -> Any:
-        builder.binarization = declaration
-        return builder
-
-    return mark
 
 
 def declared_binarization(builder: Any) -> BinarizeSpec | None:

@@ -32,7 +32,12 @@ def _signature(target: Callable[..., Any]) -> inspect.Signature:
 
 
 def _hints(target: Callable[..., Any]) -> dict[str, Any]:
-    function = target.__init__ if isinstance(target, type) else target
+    if isinstance(target, type):
+        function = target.__init__
+    elif inspect.isfunction(target) or inspect.ismethod(target):
+        function = target
+    else:  # a callable object: its __call__ holds the annotations
+        function = type(target).__call__
     try:
         return typing.get_type_hints(function, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to Any

@@ -40,7 +40,10 @@ def first_paragraph(doc: str | None) -> str:
 
 
 def qualified_name(obj: Any) -> str:
-    """Return ``module:qualname`` for a class or function (the lazy-reference syntax)."""
+    """Return ``module:qualname`` for a class or function (the lazy-reference syntax); an
+    object without a qualified name is described by its class."""
+    if not hasattr(obj, "__qualname__"):
+        obj = type(obj)
     return f"{obj.__module__}:{obj.__qualname__}"
 
 

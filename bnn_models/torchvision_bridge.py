@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 from annotated_types import Gt
 
+from bnn_core.recommend import recommended_binarization
 from bnn_models.binarization import FIRST_AND_LAST_FLOAT
 
 PREFIX = "torchvision/"
@@ -118,14 +119,7 @@ def torchvision_builder(name: str, module: str) -> Callable[..., Any]:
         "Other options go to torchvision's builder (for example image_size for the "
         "vision transformers)."
     )
-    # What @recommended_binarization records; bnn_core.config is not imported because
-    # it imports torch.
-    build.binarization = {  # type: ignore[attr-defined]
-        "bconfig": DEFAULT_BCONFIG,
-        "custom_config_layers_name": FIRST_AND_LAST_FLOAT,
-        "ignore_layers_name": [],
-    }
-    return build
+    return recommended_binarization(DEFAULT_BCONFIG, FIRST_AND_LAST_FLOAT)(build)
 
 
 def register_torchvision_models(register: Callable[..., Any]) -> None:

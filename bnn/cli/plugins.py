@@ -14,6 +14,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="also show the built-in plugins")
 
 
+def _abbreviate(names: list[str], limit: int = 12) -> str:
+    """Names for the table: a namespace (``torchvision/...``) as one ``prefix/* (count)``
+    item, and at most ``limit`` items (``--json`` has them all)."""
+    plain = [n for n in names if "/" not in n]
+    groups: dict[str, int] = {}
+    for name in names:
+        if "/" in name:
+            prefix = name.split("/", 1)[0]
+            groups[prefix] = groups.get(prefix, 0) + 1
+    items = plain + [f"{prefix}/* ({count})" for prefix, count in groups.items()]
+    if len(items) > limit:
+        items = [*items[:limit], f"... {len(items) - limit} more"]
+    return ", ".join(items)
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     from bnn_core.plugins import plugin_infos
     from bnn_core.registries import REGISTRIES
@@ -39,7 +54,7 @@ def run(name: str, args: argparse.Namespace) -> int:
             i.distribution or "-",
             i.version or "-",
             i.module,
-            "\n".join(f"{kind}s: {', '.join(names)}" for kind, names in i.registered.items())
+            "\n".join(f"{kind}s: {_abbreviate(names)}" for kind, names in i.registered.items())
             or "-",
             i.status if i.status != "broken" else f"BROKEN: {i.error}",
         )
