@@ -46,6 +46,11 @@ class InMemoryImages(Dataset):
         self.num_classes = len(self.classes)
         self.transform = transform
 
+    @property
+    def deterministic(self) -> bool:
+        """Whether a sample is the same whatever the random state (no augmentation)."""
+        return self.transform.deterministic
+
     def __len__(self) -> int:
         return len(self.targets)
 

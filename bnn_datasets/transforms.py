@@ -149,6 +149,11 @@ class ImageTransform:
         self.mean = None if mean is None else torch.tensor(mean).view(-1, 1, 1)
         self.std = None if std is None else torch.tensor(std).view(-1, 1, 1)
 
+    @property
+    def deterministic(self) -> bool:
+        """True when no stage transform runs, so a sample never depends on random state."""
+        return not self.stage
+
     def __call__(self, image: Any) -> torch.Tensor:
         image = image if isinstance(image, torch.Tensor) else v2.functional.to_image(image)
         if self._compose is not None:

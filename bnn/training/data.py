@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
 
 def _mix(*values: int) -> int:
@@ -70,7 +70,8 @@ class EpochSampler(Sampler[int]):
 class SeededDataset(Dataset):
     """Wraps a map-style dataset so that sample ``i`` of epoch ``e`` is drawn with the torch
     random state seeded by (seed, e, i): augmentation no longer depends on which worker
-    loads it or on what was loaded before."""
+    loads it or on what was loaded before. Datasets that declare ``deterministic`` (no
+    random transform) are passed through."""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset, self.seed, self.epoch = dataset, seed, 0
@@ -83,9 +84,17 @@ class SeededDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Any:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(self.seed, self.epoch, index))
+        if getattr(self.dataset, "deterministic", False):
             return self.dataset[index]
+        generator = torch.default_generator
+        in_main_process = get_worker_info() is None
+        saved = generator.get_state() if in_main_process else None
+        generator.manual_seed(_mix(self.seed, self.epoch, index))
+        try:
+            return self.dataset[index]
+        finally:
+            if saved is not None:  # the main process's own random stream goes on untouched
+                generator.set_state(saved)
 
 
 def make_loader(
@@ -100,15 +109,18 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader whose epochs are reproducible (see :class:`EpochSampler`); iterable
     datasets (webdataset shards) split themselves across ranks and workers."""
+    # The loader's own generator draws worker seeds, so creating an iterator (at an epoch
+    # start, or after a resume) leaves the global random state untouched.
+    generator = torch.Generator().manual_seed(seed)
     if isinstance(dataset, IterableDataset):
-        return DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, generator=generator)
     sampler = EpochSampler(len(dataset), seed, shuffle=train, rank=rank, world_size=world_size)
     return DataLoader(
         SeededDataset(dataset, seed) if train else dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        drop_last=False,
+        generator=generator,
     )
 
 

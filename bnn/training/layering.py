@@ -85,6 +85,8 @@ def env_overrides(path: Path) -> tuple[dict[str, Any], Path | None]:
             continue
         if target == ("project_root",):
             root = Path(str(value)).expanduser()
+        elif target == ("output", "dir"):  # one folder per experiment inside it
+            overrides = merge(overrides, nested(target, str(Path(str(value)) / "{name}")))
         else:
             overrides = merge(overrides, nested(target, value))
     return overrides, root
