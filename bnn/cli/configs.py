@@ -22,11 +22,14 @@ def run(name: str, args: argparse.Namespace) -> int:
     from bnn_core.meta import build_on_meta
 
     model = build_on_meta(recipe.model)
-    summary = f"model {recipe.model.name}"
-    spec = recipe.binarization()
-    if spec is not None:
-        plans = spec.plan(model)
-        binary = sum(p.binarize for p in plans)
-        summary += f", {binary} of {len(plans)} layers binarized"
-    print(f"{args.config}: valid ({summary})")
+    parts = [f"model {recipe.model.name}"]
+    stages = recipe.stages_to_run()
+    for stage in stages:
+        if stage.binarization is not None:
+            model = stage.binarization.apply(model, inplace=True)
+            plans = stage.binarization.plan(model)
+            binary = sum(p.binarize for p in plans)
+            where = f" in stage {stage.name}" if len(stages) > 1 else ""
+            parts.append(f"{binary} of {len(plans)} layers binarized{where}")
+    print(f"{args.config}: valid ({', '.join(parts)})")
     return 0
