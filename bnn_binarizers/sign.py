@@ -40,6 +40,8 @@ class SteSign(Binarizer):
         super().__init__()
         self.clip_value = clip_value
         self.sign_of_zero = sign_of_zero
+        if sign_of_zero == 0:  # torch.sign keeps zeros: the output is ternary
+            self.value_set, self.bit_width, self.packable = ValueSet.TERNARY, 2, False
         self._derivative = ClippedIdentity(clip_value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

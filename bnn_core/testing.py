@@ -144,10 +144,11 @@ def _check_values(
 
 def check_value_set(binarizer: BinarizerLike) -> None:
     """Input and weight outputs take only the values of the declared ``value_set``
-    (in training and in eval mode)."""
+    (in training and in eval mode); an instance may declare its own (options can change
+    the value set, as ``ste_sign(sign_of_zero=0)`` does)."""
     factory = _factory(binarizer)
-    value_set = getattr(factory.target, "value_set", ValueSet.REAL)
     for role, layer_name, layer, built in _cases(binarizer):
+        value_set = getattr(built, "value_set", ValueSet.REAL)
         if role == OUTPUT:
             continue
         for training in (True, False):

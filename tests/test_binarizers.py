@@ -29,6 +29,7 @@ SIGNS = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0]
 VARIANTS = [
     {"name": "ste_sign", "clip_value": None},
     {"name": "ste_sign", "clip_value": 0.5},
+    {"name": "ste_sign", "sign_of_zero": 0},
     {"name": "xnor_weight", "center_weights": True},
     {"name": "xnor_weight", "compute_alpha": False, "center_weights": True},
     {"name": "advanced_input", "t": 2.0},
