@@ -370,11 +370,13 @@ def test_cli_summary_of_the_default_recipe(capsys):
     assert code == 0
     assert "lenet5: input 1x28x28 (per sample)" in out
     assert "BinaryConv2d" in out and "BinaryLinear" in out and "packed" in out
-    # width 64: 1-bit conv2 64*128*25 + fc1 (128*7*7)*256; 32-bit conv1 1*64*25, BN
-    # 2*(64+128+256), output scales 128 + 256, fc2 256*10 + 10
-    assert f"{64 * 128 * 25 + 6272 * 256:,}" in out  # 1,810,432
-    assert f"{1600 + 2 * 448 + 384 + 2570:,}" in out  # 5,450
-    assert "Total params" in out and "1,815,882" in out
+    # width 32: 1-bit conv2 32*64*25 + fc1 (64*7*7)*256; 32-bit conv1 1*32*25, BN
+    # 2*(32+64+256), output scales 64 + 256, fc2 256*10 + 10
+    binary = 32 * 64 * 25 + 64 * 7 * 7 * 256
+    real = 800 + 2 * (32 + 64 + 256) + (64 + 256) + 2570
+    assert f"{binary:,}" in out  # 854,016
+    assert f"{real:,}" in out  # 4,394
+    assert "Total params" in out and f"{binary + real:,}" in out
 
 
 def test_cli_summary_of_a_model_name_as_json(capsys):
