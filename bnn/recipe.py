@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from bnn.training.layering import merge
 from bnn.training.spec import BinarizeField, DataSpec, RunConfig, TrainingSpec
-from bnn_core.config import BinarizeSpec, ModelSpec, format_errors, load_yaml, validate_model
-from bnn_core.errors import BnnError, ConfigError
+from bnn_core.config import BinarizeSpec, ModelSpec, load_yaml, validate_model
+from bnn_core.errors import BnnError
 
 
 class Stage(BaseModel):
@@ -49,7 +49,9 @@ def resolve_stages(config: RunConfig, binarize: BinarizeSpec | None, builder: An
     """The stages ``config`` runs, each with its full binarization and training settings.
     Without ``stages`` there is one stage, ``main``. A stage's ``training`` keys update the
     base ``training`` section; its ``binarize`` (else ``binarize``) is completed with what
-    the model ``builder`` declares (``builder`` may be None for models built in Python)."""
+    the model ``builder`` declares (``builder`` may be None for models built in Python).
+    Invalid stage training settings raise a ValidationError located at
+    ``stages.N.training``."""
 
     def complete(spec: BinarizeSpec | None) -> BinarizeSpec | None:
         if spec is None or builder is None:
@@ -59,14 +61,19 @@ def resolve_stages(config: RunConfig, binarize: BinarizeSpec | None, builder: An
     if not config.stages:
         return [Stage(name="main", binarization=complete(binarize), training=config.training)]
     stages = []
+    problems: list[Any] = []
     base = config.training.model_dump(exclude_unset=True)
     for index, stage in enumerate(config.stages):
         try:
             training = TrainingSpec.model_validate(merge(base, stage.training))
-        except ValidationError as exc:
-            raise ConfigError(format_errors(exc, f"stages[{index}].training")) from None
+        except ValidationError as exc:  # reported at their place: stages.N.training.KEY
+            where = ("stages", index, "training")
+            problems += [{**error, "loc": (*where, *error["loc"])} for error in exc.errors()]
+            continue
         chosen = stage.binarize if "binarize" in stage.model_fields_set else binarize
         stages.append(Stage(name=stage.name, binarization=complete(chosen), training=training))
+    if problems:
+        raise ValidationError.from_exception_data(type(config).__name__, problems)
     return stages
 
 
@@ -105,6 +112,23 @@ class Recipe(RunConfig):
     def stages_to_run(self) -> list[Stage]:
         """See :func:`resolve_stages`."""
         return resolve_stages(self, self.binarize, self.model.builder())
+
+    def resolved_dump(self) -> dict[str, Any]:
+        """This recipe as plain data with every binarization written out in full (the
+        model's declaration filled in, each stage's own), so that the copy a run stores
+        (``config.yaml``, checkpoints) rebuilds exactly the model that was trained."""
+
+        def dump(spec: BinarizeSpec | None) -> dict[str, Any] | None:
+            # unset BConfig slots stay unset: BConfig() (full precision) dumps as {}
+            return None if spec is None else spec.model_dump(mode="json", exclude_unset=True)
+
+        data = self.model_dump(mode="json")
+        if self.binarize is not None:
+            data["binarize"] = dump(self.binarize.completed(self.model.builder()))
+        if self.stages:
+            for saved, stage in zip(data["stages"], self.stages_to_run(), strict=True):
+                saved["binarize"] = dump(stage.binarization)
+        return data
 
 
 def load_recipe(

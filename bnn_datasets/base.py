@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from bnn_core.errors import ConfigError
+from bnn_datasets.roots import Split as Split
 from bnn_datasets.transforms import ImageTransform
-
-#: The split names a command may ask for. Data sets with only a training and a test set
-#: (MNIST, Fashion-MNIST, CIFAR) serve ``val`` from the test set.
-Split = Literal["train", "val", "test"]
 
 
 class InMemoryImages(Dataset):

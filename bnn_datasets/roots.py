@@ -10,8 +10,13 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from bnn_core.errors import ConfigError
+
+#: The split names a command may ask for. Data sets with only a training and a test set
+#: (MNIST, Fashion-MNIST, CIFAR) serve ``val`` from the test set.
+Split = Literal["train", "val", "test"]
 
 ENVIRONMENT_VARIABLE = "BNN_DATA_ROOT"
 

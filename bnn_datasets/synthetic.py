@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from bnn_datasets.base import Split
+from bnn_datasets.roots import Split
 
 #: Each split draws from its own stream, so test samples are not training samples.
 SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from bnn import BConfig, prepare_binary_model
 from bnn.ops import BasicInputBinarizer, BasicScaleBinarizer, XNORWeightBinarizer
 from bnn.training.layering import env_file, env_overrides, merge
@@ -31,6 +33,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     args = parser.parse_args()
 
+    torch.manual_seed(args.seed)
     model = create_model("lenet5", width=32)
     bconfig = BConfig(
         activation_pre_process=BasicInputBinarizer,

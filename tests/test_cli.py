@@ -142,7 +142,7 @@ def test_config_schema_is_built_from_the_registries(capsys):
 def test_explain_prints_the_plan(capsys):
     code, out, _ = run(capsys, "explain", DEFAULT)
     assert code == 0
-    assert "lenet5(num_classes=10, width=64): 2 of 4 layers binarized" in out
+    assert "lenet5(width=32): 2 of 4 layers binarized" in out
     assert "custom_config_layers_name['_first_']" in out
     assert "xnor_weight(compute_alpha=True)" in out
 
@@ -151,8 +151,8 @@ def test_explain_forward_runs_a_batch_through_the_binary_model(capsys):
     code, out, _ = run(capsys, "explain", DEFAULT, "--forward", "--json")
     result = json.loads(out)
     forward = result["forward"]
-    assert code == 0 and forward["input_shape"] == [256, 1, 28, 28]
-    assert forward["output_shape"] == [256, 10]
+    assert code == 0 and forward["input_shape"] == [128, 1, 28, 28]
+    assert forward["output_shape"] == [128, 10]
     assert forward["binary_layers"]["conv2"]["input_values"] == "{-1, +1}"
     assert forward["binary_layers"]["fc1"]["weight_values"] == "{-1, +1}"
     assert [layer["binarize"] for layer in result["layers"]] == [False, True, True, False]

@@ -48,19 +48,23 @@ def load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; every failure is a CheckpointError."""
     path = Path(path)
     if not g_pathmgr.exists(str(path)):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist.{_previous_hint(path)}")
     try:
         with g_pathmgr.open(str(path), "rb") as handle:
             state = torch.load(handle, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        detail = (str(exc).splitlines() or ["no detail"])[0]
-        previous = path.with_name("previous.pt")
-        hint = ""
-        if previous.exists() and previous != path and _readable(previous):
-            hint = f" The previous checkpoint is intact: resume with --resume {previous}."
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,  # a zip archive cut inside a record: "[Errno 22] Invalid argument"
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+    ) as exc:
+        # torch's first sentence; the rest is advice (weights_only=False) that does not apply
+        detail = (str(exc).splitlines() or ["no detail"])[0].split(". ")[0].rstrip(".")
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupted and cannot be read "
-            f"({type(exc).__name__}: {detail}).{hint}"
+            f"({type(exc).__name__}: {detail}).{_previous_hint(path)}"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a bnn checkpoint (no '{FORMAT}' marker)")
@@ -70,6 +74,24 @@ def load(path: str | Path) -> dict[str, Any]:
             f"reads version {FORMAT_VERSION}"
         )
     return state
+
+
+def evaluated_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The model weights a run evaluated: the EMA average when the run kept one (its
+    accuracies, and so ``best.pt``, are those of the average), else ``model``."""
+    ema = state.get("ema")
+    if not ema:
+        return state["model"]
+    return {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
+
+
+def _previous_hint(path: Path) -> str:
+    """Where to resume from instead of ``path``: its ``previous.pt``, if that is intact (a
+    run killed while rotating its checkpoints leaves only that one)."""
+    previous = path.with_name("previous.pt")
+    if previous.exists() and previous != path and _readable(previous):
+        return f" The previous checkpoint is intact: resume with --resume {previous}."
+    return ""
 
 
 def _readable(path: Path) -> bool:

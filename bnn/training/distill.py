@@ -4,12 +4,15 @@ softmaxes), optionally mixed with the usual cross-entropy on the labels."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnn.training.checkpoint import CheckpointError, load
+from bnn.training.checkpoint import CheckpointError, evaluated_weights, load
 from bnn.training.spec import DistillationSpec
+from bnn_core.errors import ConfigError
 
 
 def distillation_loss(
@@ -35,16 +38,45 @@ def distillation_loss(
 
 def build_teacher(spec: DistillationSpec) -> nn.Module:
     """The frozen teacher: the registered model, with its checkpoint's weights if given
-    (a bnn checkpoint's ``model`` entry or a plain state dict)."""
+    (those a bnn checkpoint's run evaluated, or a plain state dict)."""
     teacher = spec.teacher.build()
     path = spec.teacher.checkpoint
     if path is not None:
         try:
-            state = load(path)["model"]
-        except CheckpointError:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        teacher.load_state_dict(state)
+            teacher.load_state_dict(_teacher_weights(Path(path)))
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped entries
+            lines = [line.strip().rstrip(".") for line in str(exc).splitlines()[1:]]
+            problems = "; ".join(lines[:3]) + (
+                f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
+            )
+            raise ConfigError(
+                f"the teacher checkpoint {path} does not fit the teacher model "
+                f"{spec.teacher.name!r} with its options: {problems}"
+            ) from None
     teacher.eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher
+
+
+def _teacher_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The weights a bnn checkpoint's run evaluated, or the state dict a file holds."""
+    if not path.is_file():
+        raise CheckpointError(f"the teacher checkpoint {path} does not exist")
+    try:
+        return evaluated_weights(load(path))
+    except CheckpointError:
+        pass
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any file torch cannot read: reported, not a traceback
+        raise CheckpointError(
+            f"the teacher checkpoint {path} is neither a bnn checkpoint nor a state dict "
+            f"that torch.load(weights_only=True) reads ({type(exc).__name__}); give the "
+            "best.pt or last.pt of the teacher's run, or a file of torch.save(model.state_dict())"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"the teacher checkpoint {path} holds a {type(state).__name__}, not a state dict"
+        )
+    return state

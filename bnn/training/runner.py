@@ -67,7 +67,7 @@ def train_recipe(
         output_dir=output_dir,
         device=device,
         quiet=quiet,
-        resolved_config={"recipe": recipe.model_dump(mode="json", exclude_unset=False)},
+        resolved_config={"recipe": recipe.resolved_dump()},
     )
     if resume is True:
         resume = output_dir / "last.pt"
@@ -87,8 +87,8 @@ def checkpoint_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
 
 
 def evaluate_checkpoint(path: Path, device: str | None = None) -> dict[str, Any]:
-    """Rebuild the model a checkpoint holds, load it and evaluate it on the recipe's
-    evaluation split."""
+    """Rebuild the model a checkpoint holds, load the weights the run evaluated (its EMA
+    average, if it kept one) and evaluate it on the recipe's evaluation split."""
     import torch
 
     recipe, state = checkpoint_recipe(path)
@@ -96,7 +96,7 @@ def evaluate_checkpoint(path: Path, device: str | None = None) -> dict[str, Any]
     for stage in recipe.stages_to_run()[: state["stage"] + 1]:
         if stage.binarization is not None:
             model = stage.binarization.apply(model, inplace=True)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(checkpoint.evaluated_weights(state))
     target = torch.device(device) if device else torch.device("cpu")
     model.to(target)
     assert recipe.data is not None

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import yaml
+from pydantic import ValidationError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -30,7 +31,7 @@ from bnn.training.distributed import World, all_sum, setup, teardown
 from bnn.training.logs import MetricsLog
 from bnn.training.optimizers import build_optimizers, build_schedulers
 from bnn.training.spec import RunConfig
-from bnn_core.config import BinarizeSpec
+from bnn_core.config import BinarizeSpec, format_errors
 from bnn_core.errors import ConfigError
 from bnn_core.progress import apply_progress
 
@@ -88,7 +89,10 @@ class Trainer:
         self.config = (
             config if isinstance(config, RunConfig) else RunConfig.model_validate(config or {})
         )
-        self.stages: list[Stage] = resolve_stages(self.config, binarize, model_builder)
+        try:
+            self.stages: list[Stage] = resolve_stages(self.config, binarize, model_builder)
+        except ValidationError as exc:
+            raise ConfigError(format_errors(exc, "the run config")) from None
         self.model = model
         self.train_data, self.eval_data = train_data, eval_data
         self.world: World = setup(device)
@@ -102,16 +106,18 @@ class Trainer:
         """Run every stage; with ``resume``, continue exactly from that checkpoint."""
         started = time.perf_counter()
         state = checkpoint.load(resume) if resume is not None else None
-        if state is not None:
+        if state is None:
+            torch.manual_seed(self.config.seed)  # stochastic binarizers, dropout
+        else:
             self._check_resumable(state)
+            self._set_aside_damaged(Path(resume))
         if self.world.main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / "config.yaml", "w") as handle:
                 yaml.safe_dump(self.resolved_config, handle, sort_keys=False)
+        folder = self.output_dir if self.world.main else None  # one process writes
         metrics = MetricsLog(
-            self.output_dir,
-            self.config.logging.tensorboard and self.world.main,
-            state["history"] if state else None,
+            folder, self.config.logging.tensorboard, state["history"] if state else None
         )
         best = state["best"] if state else {"accuracy": None, "stage": None, "epoch": None}
         self.model.to(self.world.device)
@@ -142,6 +148,15 @@ class Trainer:
         if self.world.main and not self.quiet:
             print(result.summary_line())
         return result
+
+    def _set_aside_damaged(self, resumed: Path) -> None:
+        """Resuming from ``previous.pt`` means ``last.pt`` is damaged: keep it aside, so
+        that the next save does not rotate it over the good ``previous.pt``."""
+        last = self.output_dir / "last.pt"
+        same_folder = resumed.resolve().parent == last.resolve().parent
+        if self.world.main and resumed.name == "previous.pt" and last.exists() and same_folder:
+            last.replace(last.with_name("last.damaged.pt"))
+            log.warning("resuming from %s; the damaged last.pt is kept as last.damaged.pt", resumed)
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
         if state["stage"] >= len(self.stages) or state.get("stages") != [
@@ -219,7 +234,9 @@ class Trainer:
                 with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
                     logits = wrapped(inputs)
                     loss = self._loss(logits, inputs, targets, training.label_smoothing)
-                run.scaler.scale(loss / accumulation).backward()
+                # the epoch's last window may hold fewer batches: average over those
+                window = min(accumulation, epoch_batches - batches // accumulation * accumulation)
+                run.scaler.scale(loss / window).backward()
                 run.count(loss, logits, targets)
                 batches += 1
                 if batches % accumulation and batches != epoch_batches:

@@ -1,0 +1,133 @@
+/* Declarations shared by the binary-kernel sources.
+ *
+ * Data layout (see docs/runtime-kernels.md):
+ *   packed activations  uint64 [N, H, W, ceil(C/64)], bit i of word k = channel 64k+i,
+ *                       1 = +1, 0 = -1, padding bits beyond C are 0;
+ *   packed weights      uint64 [O, KH, KW, ceil(Cin_per_group/64)], same bit order.
+ *
+ * A convolution layer is prepared once (_kernels_conv.c): its weights are re-laid into
+ * blocks of BNN_BLOCK output channels ([block][tap][word][lane]). Each run copies the
+ * input into a padded, group-aligned packed buffer, so that every ISA kernel sees one
+ * uniform problem: for a tile of output pixels and a run of channel blocks, count the
+ * sign mismatches popcount(x ^ w) over all (tap, word) pairs and apply the fused output
+ * transform.
+ */
+#ifndef BNN_KERNELS_H
+#define BNN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define BNN_API __declspec(dllexport)
+#else
+#define BNN_API __attribute__((visibility("default")))
+#endif
+
+/* Output channels per weight block: one 512-bit vector of 64-bit words. */
+#define BNN_BLOCK 8
+/* Output pixels per work item handed to an ISA kernel (a multiple of every kernel's
+ * register tile: 6 for AVX-512, 4 for AVX2, 2 for the portable path). */
+#define BNN_TILE 24
+/* Channel blocks per work item: 64 output channels, one output word. */
+#define BNN_CHUNK_BLOCKS 8
+
+enum { BNN_ISA_PORTABLE = 0, BNN_ISA_AVX2 = 1, BNN_ISA_AVX512 = 2, BNN_ISA_COUNT = 3 };
+enum { BNN_OK = 0, BNN_EINVAL = -1, BNN_EISA = -2, BNN_ENOMEM = -3 };
+
+/* One work item: up to BNN_TILE output pixels x up to BNN_CHUNK_BLOCKS blocks of one
+ * group. Pointers are pre-offset so that a kernel needs no shape arithmetic. */
+typedef struct {
+    const int64_t *offs;   /* [L] word offset of each (tap, word) pair from a pixel's base */
+    int64_t L;             /* KH * KW * words per group */
+    int32_t kc;            /* dot product when every sign matches: KH * KW * Cin_per_group */
+    const uint64_t *w;     /* [nb][L][BNN_BLOCK] the chunk's weights */
+    const float *scale;    /* [nb * BNN_BLOCK] per lane, zero beyond the valid lanes */
+    const float *bias;     /* idem */
+    const float *thr;      /* idem, threshold of the next layer (packed output), or NULL */
+    const int32_t *dmin;   /* idem: packed output bit = dmin <= dot <= dmax, or NULL to */
+    const int32_t *dmax;   /* evaluate the float transform instead */
+    int nb;                /* blocks in the chunk */
+    int lanes;             /* valid output channels in the chunk (<= nb * BNN_BLOCK) */
+    int64_t oc;            /* absolute output channel of the chunk's first lane */
+    int packed_out;        /* 1: write bits to yp, 0: write floats to yf */
+    int atomic_bits;       /* 1: a chunk's bits may share an output byte with another chunk */
+    int npix;              /* pixels in the tile */
+    const uint64_t *x[BNN_TILE];   /* per pixel: word 0 of its first tap in the buffer */
+    const int32_t *corr[BNN_TILE]; /* per pixel: zero-padding correction at lane 0, or NULL */
+    float *yf[BNN_TILE];           /* per pixel: float output row (channel 0) */
+    uint64_t *yp[BNN_TILE];        /* per pixel: packed output row (word 0) */
+} bnn_tile;
+
+/* An ISA's kernels: the convolution tile and the float-to-bits packer. */
+typedef void (*bnn_tile_fn)(const bnn_tile *t);
+/* Pack `rows` rows of n channels (row r at x + r * x_stride) into ceil(n/64) words each
+ * (row r at out + r * out_stride): bit = (x + thr >= 0), thr[0..n) or NULL for 0.
+ * Padding bits are 0. */
+typedef void (*bnn_pack_fn)(const float *x, int64_t x_stride, const float *thr, int64_t n,
+                            int64_t rows, uint64_t *out, int64_t out_stride);
+/* Number of set bits in w[0..n). */
+typedef int64_t (*bnn_ones_fn)(const uint64_t *w, int64_t n);
+
+void bnn_tile_portable(const bnn_tile *t);
+void bnn_pack_portable(const float *x, int64_t x_stride, const float *thr, int64_t n,
+                       int64_t rows, uint64_t *out, int64_t out_stride);
+int64_t bnn_ones_portable(const uint64_t *w, int64_t n);
+#if defined(__x86_64__) || defined(__i386__)
+void bnn_tile_portable_popcnt(const bnn_tile *t);
+int64_t bnn_ones_portable_popcnt(const uint64_t *w, int64_t n);
+void bnn_tile_avx2(const bnn_tile *t);
+void bnn_pack_avx2(const float *x, int64_t x_stride, const float *thr, int64_t n,
+                   int64_t rows, uint64_t *out, int64_t out_stride);
+void bnn_tile_avx512(const bnn_tile *t);
+void bnn_pack_avx512(const float *x, int64_t x_stride, const float *thr, int64_t n,
+                     int64_t rows, uint64_t *out, int64_t out_stride);
+#endif
+
+/* Dispatch and threading (_kernels.c). */
+BNN_API int bnn_isa_supported(int isa);
+bnn_tile_fn bnn_tile_kernel(int isa);
+bnn_pack_fn bnn_pack_kernel(int isa);
+bnn_ones_fn bnn_ones_kernel(void);
+int bnn_team_size(int64_t requested, int64_t work_items, int64_t work);
+void *bnn_alloc64(size_t bytes);
+
+/* Write the output bits of up to 16 consecutive channels starting at channel oc of a
+ * packed output row. Bits of invalid lanes must already be cleared. When the chunk
+ * owns whole bytes (byte-aligned oc, no other chunk in the same byte) a plain byte
+ * store suffices; otherwise the bits are OR-ed atomically into a zeroed row. */
+static inline void bnn_store_bits(uint64_t *row, int64_t oc, uint32_t bits, int nbits,
+                                  int atomic_bits)
+{
+    if (!atomic_bits) {
+        uint8_t *bytes = (uint8_t *)row;
+        for (int i = 0; i < nbits; i += 8) {
+            int64_t b = (oc + i) >> 3;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            b = (b & ~(int64_t)7) | (7 - (b & 7));
+#endif
+            bytes[b] = (uint8_t)(bits >> i);
+        }
+        return;
+    }
+    int64_t k = oc >> 6;
+    int s = (int)(oc & 63);
+    uint64_t lo = (uint64_t)bits << s;
+    if (lo)
+        __atomic_fetch_or(&row[k], lo, __ATOMIC_RELAXED);
+    if (s + nbits > 64) {
+        uint64_t hi = (uint64_t)bits >> (64 - s);
+        if (hi)
+            __atomic_fetch_or(&row[k + 1], hi, __ATOMIC_RELAXED);
+    }
+}
+
+/* Scalar output transform of one lane, shared by every path so that all of them round
+ * identically: y = scale * dot + bias (two float roundings, never fused). */
+static inline float bnn_affine(int32_t dot, float scale, float bias)
+{
+    float prod = scale * (float)dot;
+    return prod + bias;
+}
+
+#endif

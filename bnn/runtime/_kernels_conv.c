@@ -1,0 +1,414 @@
+/* Binary convolution layers (a linear layer is a 1x1 convolution of a 1x1 input).
+ *
+ * For every output pixel and output channel o a layer computes
+ *     dot  = sum over taps and input channels of x_sign * w_sign   (zero-padded taps: 0)
+ *     y[o] = scale[o] * dot + bias[o]
+ * and writes y as float32 NHWC, or as packed bits (bit = y + next_threshold[o] >= 0).
+ *
+ * bnn_conv2d_create prepares a layer once: the weights are re-laid into blocks of
+ * BNN_BLOCK output channels, [group][block][tap][word][lane], so that one vector load
+ * fetches a word of 8 channels; the per-channel transform is padded to whole blocks
+ * and, for packed output, turned into integer bounds on the dot product; and, for zero
+ * padding, each tap's weight sum is tabulated (see below).
+ *
+ * bnn_conv2d_run then, inside one thread team:
+ *  1. writes the input (float or packed) into a padded, group-aligned packed buffer
+ *     [N][H + 2ph][W + 2pw][groups * words_per_group]; border pixels hold the padding
+ *     sign (+1: all valid channel bits set; -1 and 0: all bits clear);
+ *  2. hands work items (64 output channels of one group x BNN_TILE output pixels,
+ *     chunk-major so that a thread keeps reusing a chunk's weights) to the ISA's tile
+ *     kernel.
+ * Zero padding: border taps are read as -1 from the buffer, so a tap outside the input
+ * contributes -(sum of the tap's w_sign); that sum is added back. Which kernel rows and
+ * columns fall outside depends only on the output row and column class (top/bottom/
+ * left/right margins), so the correction is a small table per (row class, column class)
+ * built before each run from the tabulated tap sums. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "_kernels.h"
+
+/* Static description of a layer; mirrored field by field by _library.py (ctypes). */
+typedef struct {
+    int64_t c, o, kh, kw;
+    int64_t stride_h, stride_w, pad_h, pad_w;
+    int64_t groups, pad_value;     /* pad_value 0: zero padding; +1 / -1: padded sign */
+    const uint64_t *weights;       /* [O, KH, KW, ceil(C / groups / 64)] */
+    const float *scale, *bias;     /* [O] */
+    const float *input_threshold;  /* [C] or NULL: bit = x + threshold >= 0 (float input) */
+    const float *next_threshold;   /* [O] or NULL: bit = y + threshold >= 0 (packed output) */
+} bnn_conv_spec;
+
+/* A prepared layer. It is never modified after creation, so concurrent runs may share
+ * it. */
+typedef struct {
+    int64_t c, o, kh, kw, sh, sw, ph, pw, groups, pad_value;
+    int64_t cpg, opg, cw, cwg, cow, K, L, nbg, lanes;
+    uint64_t last_mask;  /* valid bits of a group's last word */
+    uint64_t *wb;        /* [groups * nbg][L][BNN_BLOCK], zero in unused lanes */
+    float *scale, *bias; /* [lanes], zero in unused lanes */
+    float *thr;          /* [lanes], or NULL without a next threshold */
+    float *in_thr;       /* [C], or NULL */
+    int32_t *tap_sum;    /* [K][lanes]: sum over the tap's input channels of w_sign */
+    int32_t *dmin;       /* [2][lanes]: packed output bit = dmin <= dot <= dmax, or NULL */
+    int32_t *dmax;
+} bnn_conv;
+
+BNN_API void bnn_conv2d_destroy(bnn_conv *cv)
+{
+    if (!cv)
+        return;
+    free(cv->wb);
+    free(cv->scale);
+    free(cv->in_thr);
+    free(cv->tap_sum);
+    free(cv->dmin);
+    free(cv);
+}
+
+/* The packed output bit of one lane for a given dot product, computed exactly as the
+ * kernels' float path does. */
+static int output_bit(int32_t dot, float scale, float bias, float thr)
+{
+    return bnn_affine(dot, scale, bias) + thr >= 0.0f;
+}
+
+/* Integer form of the packed output: with finite scale, bias and threshold, the bit is a
+ * monotone function of the integer dot product (each float operation rounds
+ * monotonically), so it is 1 exactly on an interval [dmin, dmax] of [-kc, kc], found
+ * by bisection. The kernels then compare integers instead of evaluating floats. Returns
+ * 0 if some lane has a non-finite parameter (those layers keep the float path). */
+static int integer_thresholds(bnn_conv *cv, int32_t kc)
+{
+    for (int64_t lane = 0; lane < cv->lanes; lane++) {
+        const float s = cv->scale[lane], b = cv->bias[lane], t = cv->thr ? cv->thr[lane] : 0.0f;
+        if (!isfinite(s) || !isfinite(b) || !isfinite(t))
+            return 0;
+        int32_t lo = -kc, hi = kc + 1; /* bisection over [-kc, kc + 1) */
+        if (s > 0.0f) {                /* bit non-decreasing: first dot with bit 1 */
+            while (lo < hi) {
+                const int32_t mid = lo + (hi - lo) / 2;
+                if (output_bit(mid, s, b, t))
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            cv->dmin[lane] = lo;
+            cv->dmax[lane] = kc;
+        } else if (s < 0.0f) { /* bit non-increasing: first dot with bit 0 */
+            while (lo < hi) {
+                const int32_t mid = lo + (hi - lo) / 2;
+                if (!output_bit(mid, s, b, t))
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            cv->dmin[lane] = -kc;
+            cv->dmax[lane] = lo - 1;
+        } else { /* zero scale: the same bit for every dot */
+            const int on = output_bit(0, s, b, t);
+            cv->dmin[lane] = on ? -kc : 1;
+            cv->dmax[lane] = on ? kc : 0;
+        }
+    }
+    return 1;
+}
+
+BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
+{
+    if (!s || s->c <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->stride_h <= 0 ||
+        s->stride_w <= 0 || s->pad_h < 0 || s->pad_w < 0 || s->groups <= 0 ||
+        s->c % s->groups || s->o % s->groups || !s->weights || !s->scale || !s->bias ||
+        (s->pad_value != 0 && s->pad_value != 1 && s->pad_value != -1))
+        return NULL;
+    bnn_conv *cv = calloc(1, sizeof *cv);
+    if (!cv)
+        return NULL;
+    cv->c = s->c;
+    cv->o = s->o;
+    cv->kh = s->kh;
+    cv->kw = s->kw;
+    cv->sh = s->stride_h;
+    cv->sw = s->stride_w;
+    cv->ph = s->pad_h;
+    cv->pw = s->pad_w;
+    cv->groups = s->groups;
+    cv->pad_value = s->pad_value;
+    cv->cpg = s->c / s->groups;
+    cv->opg = s->o / s->groups;
+    cv->cw = (s->c + 63) / 64;
+    cv->cwg = (cv->cpg + 63) / 64;
+    cv->cow = (s->o + 63) / 64;
+    cv->K = s->kh * s->kw;
+    cv->L = cv->K * cv->cwg;
+    cv->nbg = (cv->opg + BNN_BLOCK - 1) / BNN_BLOCK;
+    cv->lanes = cv->groups * cv->nbg * BNN_BLOCK;
+    cv->last_mask = cv->cpg % 64 ? (1ULL << (cv->cpg % 64)) - 1ULL : ~0ULL;
+
+    const int64_t lanes = cv->lanes, L = cv->L, K = cv->K, cwg = cv->cwg;
+    cv->wb = bnn_alloc64((size_t)(lanes * L) * sizeof *cv->wb);
+    cv->scale = malloc((size_t)(3 * lanes) * sizeof *cv->scale);
+    cv->tap_sum = malloc((size_t)(K * lanes) * sizeof *cv->tap_sum);
+    cv->dmin = malloc((size_t)(2 * lanes) * sizeof *cv->dmin);
+    if (s->input_threshold)
+        cv->in_thr = malloc((size_t)s->c * sizeof *cv->in_thr);
+    if (!cv->wb || !cv->scale || !cv->tap_sum || !cv->dmin ||
+        (s->input_threshold && !cv->in_thr)) {
+        bnn_conv2d_destroy(cv);
+        return NULL;
+    }
+    cv->bias = cv->scale + lanes;
+    cv->thr = s->next_threshold ? cv->scale + 2 * lanes : NULL;
+    cv->dmax = cv->dmin + lanes;
+    if (cv->in_thr)
+        memcpy(cv->in_thr, s->input_threshold, (size_t)s->c * sizeof *cv->in_thr);
+
+    const bnn_ones_fn ones = bnn_ones_kernel();
+    for (int64_t lane = 0; lane < lanes; lane++) {
+        /* lane = (group * nbg + block) * BNN_BLOCK + l */
+        const int64_t g = lane / (cv->nbg * BNN_BLOCK), oo = lane % (cv->nbg * BNN_BLOCK);
+        const int valid = oo < cv->opg;
+        const int64_t oc = g * cv->opg + oo;
+        const uint64_t *src = valid ? s->weights + oc * L : NULL;
+        uint64_t *dst = cv->wb + (lane / BNN_BLOCK) * L * BNN_BLOCK + lane % BNN_BLOCK;
+        for (int64_t t = 0; t < K; t++) {
+            int64_t set = 0;
+            for (int64_t j = 0; j < cwg; j++) {
+                /* Stray bits beyond the channels are cleared: they must never count. */
+                const uint64_t mask = j == cwg - 1 ? cv->last_mask : ~0ULL;
+                const uint64_t v = valid ? src[t * cwg + j] & mask : 0;
+                dst[(t * cwg + j) * BNN_BLOCK] = v;
+                set += ones(&v, 1);
+            }
+            cv->tap_sum[t * lanes + lane] = valid ? (int32_t)(2 * set - cv->cpg) : 0;
+        }
+        cv->scale[lane] = valid ? s->scale[oc] : 0.0f;
+        cv->bias[lane] = valid ? s->bias[oc] : 0.0f;
+        if (cv->thr)
+            cv->thr[lane] = valid ? s->next_threshold[oc] : 0.0f;
+    }
+    if (!integer_thresholds(cv, (int32_t)(K * cv->cpg))) {
+        free(cv->dmin);
+        cv->dmin = cv->dmax = NULL;
+    }
+    return cv;
+}
+
+/* Bits [start, start + nbits) of a packed row, as one word (nbits <= 64). */
+static uint64_t extract_bits(const uint64_t *row, int64_t row_words, int64_t start, int nbits)
+{
+    const int64_t k = start >> 6;
+    const int s = (int)(start & 63);
+    uint64_t v = row[k] >> s;
+    if (s && k + 1 < row_words)
+        v |= row[k + 1] << (64 - s);
+    return nbits == 64 ? v : v & ((1ULL << nbits) - 1ULL);
+}
+
+/* Classes of output positions along one axis by the range [lo, hi) of kernel indices
+ * that fall inside the input. Both bounds are monotone in the position, so equal
+ * ranges are consecutive. Returns the number of classes. */
+static int64_t margin_classes(int64_t out, int64_t in, int64_t k, int64_t stride, int64_t pad,
+                              int64_t *cls, int64_t *lo, int64_t *hi)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < out; i++) {
+        const int64_t l = pad - i * stride > 0 ? pad - i * stride : 0;
+        const int64_t h = in + pad - i * stride < k ? in + pad - i * stride : k;
+        if (n == 0 || l != lo[n - 1] || h != hi[n - 1]) {
+            lo[n] = l;
+            hi[n] = h;
+            n++;
+        }
+        cls[i] = n - 1;
+    }
+    return n;
+}
+
+/* Run a prepared layer on x: float32 [n, h, w, C] (x_packed == 0) or packed
+ * [n, h, w, ceil(C / 64)]; y: float32 [n, ho, wo, O] (y_packed == 0) or packed
+ * [n, ho, wo, ceil(O / 64)], fully written. */
+BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, int64_t n,
+                           int64_t h, int64_t w, void *y, int64_t y_packed, int64_t isa,
+                           int64_t threads)
+{
+    if (!cv || !x || !y || n <= 0 || h <= 0 || w <= 0)
+        return BNN_EINVAL;
+    if (!bnn_isa_supported((int)isa))
+        return BNN_EISA;
+    const int64_t c = cv->c, o = cv->o, kh = cv->kh, kw = cv->kw, sh = cv->sh, sw = cv->sw;
+    const int64_t ph = cv->ph, pw = cv->pw, G = cv->groups, cpg = cv->cpg, opg = cv->opg;
+    const int64_t cw = cv->cw, cwg = cv->cwg, cow = cv->cow, K = cv->K, L = cv->L;
+    const int64_t nbg = cv->nbg, lanes = cv->lanes;
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+    if (hp < kh || wp < kw)
+        return BNN_EINVAL;
+    const int64_t ho = (hp - kh) / sh + 1, wo = (wp - kw) / sw + 1;
+    const int64_t ncg = (nbg + BNN_CHUNK_BLOCKS - 1) / BNN_CHUNK_BLOCKS; /* chunks/group */
+    const int64_t npix = n * ho * wo, ntiles = (npix + BNN_TILE - 1) / BNN_TILE;
+    const int64_t items = G * ncg * ntiles;
+    const float *xf = x_packed ? NULL : (const float *)x;
+    const uint64_t *xq = x_packed ? (const uint64_t *)x : NULL;
+    float *yf = y_packed ? NULL : (float *)y;
+    uint64_t *yq = y_packed ? (uint64_t *)y : NULL;
+
+    /* A packed input that needs no padding and has no unused bits (every group fills
+     * whole words) is read in place; otherwise it is copied, which also clears stray
+     * bits beyond the channels. */
+    const int direct = xq && ph == 0 && pw == 0 && cpg % 64 == 0;
+    const int64_t wpp = direct ? cw : G * cwg; /* words per pixel in the buffer */
+    const int zero_pad = cv->pad_value == 0 && (ph > 0 || pw > 0);
+
+    int status = BNN_ENOMEM;
+    int64_t *offs = malloc((size_t)(L + 3 * (ho + wo)) * sizeof *offs);
+    uint64_t *fill = malloc((size_t)wpp * sizeof *fill);
+    uint64_t *xbuf = direct ? NULL : bnn_alloc64((size_t)(n * hp * wp * wpp) * sizeof *xbuf);
+    int32_t *corr = NULL;
+    /* Per (row class, column class): its correction row, NULL when no tap falls outside. */
+    const int32_t **class_corr = NULL;
+    if (!offs || !fill || (!direct && !xbuf))
+        goto done;
+    int64_t *rc = offs + L, *rlo = rc + ho, *rhi = rlo + ho;
+    int64_t *cc = rhi + ho, *clo = cc + wo, *chi = clo + wo;
+
+    for (int64_t t = 0; t < K; t++)
+        for (int64_t j = 0; j < cwg; j++)
+            offs[t * cwg + j] = ((t / kw) * wp + (t % kw)) * wpp + j;
+    for (int64_t k = 0; k < wpp; k++)
+        fill[k] = cv->pad_value == 1 ? (k % cwg == cwg - 1 ? cv->last_mask : ~0ULL) : 0;
+    int64_t ncc = 0;
+    if (zero_pad) {
+        const int64_t nrc = margin_classes(ho, h, kh, sh, ph, rc, rlo, rhi);
+        ncc = margin_classes(wo, w, kw, sw, pw, cc, clo, chi);
+        corr = calloc((size_t)(nrc * ncc * lanes), sizeof *corr);
+        class_corr = malloc((size_t)(nrc * ncc) * sizeof *class_corr);
+        if (!corr || !class_corr)
+            goto done;
+        for (int64_t r = 0; r < nrc; r++)
+            for (int64_t q = 0; q < ncc; q++) {
+                int32_t *dst = corr + (r * ncc + q) * lanes;
+                /* Positions whose taps all fall inside need no correction. */
+                const int inside = rlo[r] == 0 && rhi[r] == kh && clo[q] == 0 && chi[q] == kw;
+                class_corr[r * ncc + q] = inside ? NULL : dst;
+                for (int64_t t = 0; t < K; t++) {
+                    const int64_t ky = t / kw, kx = t % kw;
+                    if (ky >= rlo[r] && ky < rhi[r] && kx >= clo[q] && kx < chi[q])
+                        continue;
+                    const int32_t *ts = cv->tap_sum + t * lanes;
+                    for (int64_t lane = 0; lane < lanes; lane++)
+                        dst[lane] += ts[lane];
+                }
+            }
+    }
+    /* Packed output words are assembled from byte stores (or atomic ORs); they start
+     * from zero unless every byte of every word is written by its own block. */
+    const int atomic_bits = G > 1 && opg % 8 != 0;
+    if (yq && (atomic_bits || o % 64 != 0))
+        memset(yq, 0, (size_t)(npix * cow) * sizeof *yq);
+
+    const uint64_t *xsrc = direct ? xq : xbuf;
+    const int64_t hs = direct ? h : hp, ws = direct ? w : wp;
+    const bnn_tile_fn tile = bnn_tile_kernel((int)isa);
+    const bnn_pack_fn pack = bnn_pack_kernel((int)isa);
+    const int nt = bnn_team_size(threads, items, npix * lanes * L);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        /* 1. Padded, group-aligned packed input, one buffer row at a time. */
+        if (!direct) {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < n * hp; r++) {
+                const int64_t ni = r / hp, yi = r % hp - ph;
+                uint64_t *row = xbuf + r * wp * wpp;
+                const int inside = yi >= 0 && yi < h;
+                for (int64_t xp = 0; xp < wp; xp++)
+                    if (!inside || xp < pw || xp >= pw + w)
+                        memcpy(row + xp * wpp, fill, (size_t)wpp * sizeof *row);
+                if (!inside)
+                    continue;
+                uint64_t *dst = row + pw * wpp;     /* first pixel inside the input */
+                const int64_t pix = (ni * h + yi) * w; /* its index in the input */
+                if (xf) {
+                    for (int64_t g = 0; g < G; g++)
+                        pack(xf + pix * c + g * cpg, c, cv->in_thr ? cv->in_thr + g * cpg : NULL,
+                             cpg, w, dst + g * cwg, wpp);
+                } else if (G == 1 || cpg % 64 == 0) {
+                    memcpy(dst, xq + pix * cw, (size_t)(w * cw) * sizeof *dst);
+                    if (cv->last_mask != ~0ULL)
+                        for (int64_t xi = 0; xi < w; xi++)
+                            dst[xi * cw + cw - 1] &= cv->last_mask;
+                } else {
+                    for (int64_t xi = 0; xi < w; xi++) {
+                        const uint64_t *src = xq + (pix + xi) * cw;
+                        for (int64_t g = 0; g < G; g++)
+                            for (int64_t j = 0; j < cwg; j++) {
+                                const int bits = (int)(cpg - 64 * j < 64 ? cpg - 64 * j : 64);
+                                dst[xi * wpp + g * cwg + j] =
+                                    extract_bits(src, cw, g * cpg + 64 * j, bits);
+                            }
+                    }
+                }
+            }
+        }
+
+        /* 2. Compute. */
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t chunk = it / ntiles, p0 = (it % ntiles) * BNN_TILE;
+            const int64_t g = chunk / ncg, blk0 = (chunk % ncg) * BNN_CHUNK_BLOCKS;
+            const int64_t lane0 = (g * nbg + blk0) * BNN_BLOCK;
+            const int64_t nb = nbg - blk0 < BNN_CHUNK_BLOCKS ? nbg - blk0 : BNN_CHUNK_BLOCKS;
+            bnn_tile t;
+            t.offs = offs;
+            t.L = L;
+            t.kc = (int32_t)(K * cpg);
+            t.w = cv->wb + lane0 * L;
+            t.scale = cv->scale + lane0;
+            t.bias = cv->bias + lane0;
+            t.thr = cv->thr && yq ? cv->thr + lane0 : NULL;
+            t.dmin = cv->dmin ? cv->dmin + lane0 : NULL;
+            t.dmax = cv->dmax ? cv->dmax + lane0 : NULL;
+            t.nb = (int)nb;
+            t.lanes = (int)(opg - blk0 * BNN_BLOCK < nb * BNN_BLOCK ? opg - blk0 * BNN_BLOCK
+                                                                    : nb * BNN_BLOCK);
+            t.oc = g * opg + blk0 * BNN_BLOCK;
+            t.packed_out = yq != NULL;
+            t.atomic_bits = atomic_bits;
+            t.npix = (int)(npix - p0 < BNN_TILE ? npix - p0 : BNN_TILE);
+            /* Output coordinates of the tile's first pixel; the input pointer then
+             * advances one output pixel at a time and is recomputed at each new row. */
+            int64_t ni = p0 / (ho * wo), oy = (p0 / wo) % ho, ox = p0 % wo;
+            const uint64_t *xpix = xsrc + ((ni * hs + oy * sh) * ws + ox * sw) * wpp + g * cwg;
+            const int32_t *const *crow = class_corr ? class_corr + rc[oy] * ncc : NULL;
+            for (int p = 0; p < t.npix; p++) {
+                const int64_t pix = p0 + p;
+                t.x[p] = xpix;
+                t.corr[p] = crow && crow[cc[ox]] ? crow[cc[ox]] + lane0 : NULL;
+                t.yf[p] = yf ? yf + pix * o : NULL;
+                t.yp[p] = yq ? yq + pix * cow : NULL;
+                if (++ox < wo) {
+                    xpix += sw * wpp;
+                } else if (p + 1 < t.npix) {
+                    ox = 0;
+                    if (++oy == ho) {
+                        oy = 0;
+                        ni++;
+                    }
+                    xpix = xsrc + (ni * hs + oy * sh) * ws * wpp + g * cwg;
+                    crow = class_corr ? class_corr + rc[oy] * ncc : NULL;
+                }
+            }
+            tile(&t);
+        }
+    }
+    status = BNN_OK;
+
+done:
+    free(offs);
+    free(fill);
+    free(xbuf);
+    free(corr);
+    free(class_corr);
+    return status;
+}

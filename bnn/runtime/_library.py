@@ -1,0 +1,109 @@
+"""Locating and loading the compiled kernel library (``_libkernels``) through ctypes.
+
+The library is a plain shared object built by the package's ``setup.py`` from
+``_kernels*.c``; it exports C functions only (no Python C-API), so it is loaded with
+:mod:`ctypes` and needs nothing but NumPy on the Python side.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.machinery
+import warnings
+from pathlib import Path
+
+LIBRARY_STEM = "_libkernels"
+
+# The ISA paths in the order of the C enum (BNN_ISA_PORTABLE = 0, ...).
+ISAS: tuple[str, ...] = ("portable", "avx2", "avx512")
+
+# C status codes and what they mean.
+ERRORS = {
+    -1: "invalid arguments",
+    -2: "the requested ISA path is not supported by this CPU",
+    -3: "out of memory",
+}
+
+_I64 = ctypes.c_int64
+_PTR = ctypes.c_void_p
+
+
+class ConvSpec(ctypes.Structure):
+    """Mirror of ``bnn_conv_spec`` in ``_kernels_conv.c`` (same fields, same order)."""
+
+    _fields_ = [
+        ("c", _I64),
+        ("o", _I64),
+        ("kh", _I64),
+        ("kw", _I64),
+        ("stride_h", _I64),
+        ("stride_w", _I64),
+        ("pad_h", _I64),
+        ("pad_w", _I64),
+        ("groups", _I64),
+        ("pad_value", _I64),
+        ("weights", _PTR),
+        ("scale", _PTR),
+        ("bias", _PTR),
+        ("input_threshold", _PTR),
+        ("next_threshold", _PTR),
+    ]
+
+
+def library_path() -> Path | None:
+    """The built shared library next to this module, or None if it was not built."""
+    here = Path(__file__).resolve().parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = here / f"{LIBRARY_STEM}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    lib.bnn_isa_supported.argtypes = [ctypes.c_int]
+    lib.bnn_isa_supported.restype = ctypes.c_int
+    lib.bnn_best_isa.argtypes = []
+    lib.bnn_best_isa.restype = ctypes.c_int
+    lib.bnn_has_openmp.argtypes = []
+    lib.bnn_has_openmp.restype = ctypes.c_int
+    lib.bnn_default_threads.argtypes = []
+    lib.bnn_default_threads.restype = ctypes.c_int
+    lib.bnn_pack_activations.argtypes = [_PTR, _PTR, _I64, _I64, _PTR, _I64, _I64]
+    lib.bnn_pack_activations.restype = ctypes.c_int
+    lib.bnn_conv2d_create.argtypes = [ctypes.POINTER(ConvSpec)]
+    lib.bnn_conv2d_create.restype = _PTR
+    lib.bnn_conv2d_destroy.argtypes = [_PTR]
+    lib.bnn_conv2d_destroy.restype = None
+    # layer, x, x_packed, n, h, w, y, y_packed, isa, threads
+    lib.bnn_conv2d_run.argtypes = [_PTR, _PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _I64, _I64]
+    lib.bnn_conv2d_run.restype = ctypes.c_int
+    return lib
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+    """The loaded library, or None (with a warning, once) when it is missing or broken;
+    callers then fall back to the NumPy reference implementation."""
+    path = library_path()
+    reason = "it was not built"
+    if path is not None:
+        try:
+            return _declare(ctypes.CDLL(str(path)))
+        except (OSError, AttributeError) as exc:
+            reason = f"loading {path} failed: {exc}"
+    warnings.warn(
+        f"bnn.runtime: the compiled binary kernels are unavailable ({reason}); using the "
+        "NumPy reference implementation, which is far slower. Reinstall the package "
+        "(pip install -e .) with a C compiler available to build them.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return None
+
+
+def check(status: int, what: str) -> None:
+    """Raise for a non-zero C status code."""
+    if status != 0:
+        raise RuntimeError(f"bnn.runtime: {what} failed: {ERRORS.get(status, status)}")
