@@ -23,7 +23,9 @@ def sign(x: torch.Tensor, sign_of_zero: int = 1) -> torch.Tensor:
     if sign_of_zero == 0:
         return torch.sign(x)
     one = torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(x >= 0, one, -one)
+    # copysign is one vectorised pass (torch.where over a mask is several times slower on
+    # CPU); adding +0.0 turns -0.0 into +0.0, whose sign is +1 as for every x >= 0.
+    return torch.copysign(one, x + 0.0)
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,35 @@ class BinaryLayerMixin:
         """The float layer's computation on already binarized ``x`` and ``weight``."""
         raise NotImplementedError
 
+    def binarized_weight(self) -> torch.Tensor:
+        """``weight_pre_process(weight)``. In evaluation without autograd the result is
+        cached until the weight or the binarizer's tensors change (their version
+        counters, storage, device or dtype), so inference does not binarize the same
+        weights again at every call."""
+        weight: torch.Tensor = self.weight  # type: ignore[attr-defined]
+        if self.training or torch.is_grad_enabled():  # type: ignore[attr-defined]
+            self.__dict__.pop("_weight_cache", None)
+            return self.weight_pre_process(weight)
+        tensors = [
+            weight,
+            *self.weight_pre_process.parameters(),
+            *self.weight_pre_process.buffers(),
+        ]
+        key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+        cached = self.__dict__.get("_weight_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, self.weight_pre_process(weight))
+            self.__dict__["_weight_cache"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        state.pop("_weight_cache", None)
+        return state
+
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         x_binary = self.activation_pre_process(x)
-        weight = self.weight_pre_process(self.weight)  # type: ignore[attr-defined]
-        out = self.binary_forward(x_binary, weight, *args, **kwargs)
+        out = self.binary_forward(x_binary, self.binarized_weight(), *args, **kwargs)
         if self._post_takes_input:
             return self.activation_post_process(out, x)
         return self.activation_post_process(out)

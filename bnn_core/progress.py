@@ -21,4 +21,5 @@ def apply_progress(model: nn.Module, step: float, total: float) -> int:
         if callable(hook):
             hook(step, total)
             told += 1
+        module.__dict__.pop("_weight_cache", None)  # a schedule may change the forward
     return told

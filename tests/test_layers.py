@@ -376,3 +376,24 @@ def test_every_binary_layer_is_a_mixin_subclass_of_its_float_layer():
         assert issubclass(binary_cls, BinaryLayerMixin)
         assert issubclass(binary_cls, type(layer))
         assert binary_cls._FLOAT_MODULE is type(layer)
+
+
+def test_evaluation_reuses_the_binarized_weight_until_it_changes():
+    import pickle
+
+    layer = BinaryConv2d.from_float(
+        nn.Conv2d(3, 4, 3, bias=False), BConfig(weight_pre_process=XNORWeightBinarizer)
+    ).eval()
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        first = layer(x)
+        cached = layer.binarized_weight()
+        assert layer.binarized_weight() is cached  # no new binarization
+        layer.weight.mul_(-1)  # an in-place update (as an optimizer step makes)
+        flipped = layer(x)
+    assert torch.allclose(flipped, -first)
+    assert layer.binarized_weight() is not cached
+    assert "_weight_cache" not in pickle.loads(pickle.dumps(layer)).__dict__
+    layer.train()
+    weight = layer.binarized_weight()
+    assert weight.requires_grad and "_weight_cache" not in layer.__dict__
