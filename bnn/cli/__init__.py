@@ -27,6 +27,8 @@ COMMANDS = {
     "eval": ("bnn.cli.train", "evaluate a checkpoint, or the best checkpoint of a recipe's run"),
     "summary": ("bnn.cli.summary", "parameters, memory and MACs per bit width, layer by layer"),
     "data": ("bnn.cli.data", "prepare data sets: write webdataset shards (data shard)"),
+    "export": ("bnn.cli.export", "write a binarized model as a bit-packed .bnnpack file"),
+    "bench": ("bnn.cli.bench", "latency of the packed runtime against the float model in torch"),
 }
 
 EXIT_USAGE = 2

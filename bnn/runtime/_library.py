@@ -8,6 +8,7 @@ The library is a plain shared object built by the package's ``setup.py`` from
 from __future__ import annotations
 
 import ctypes
+import os
 import functools
 import importlib.machinery
 import warnings
@@ -88,6 +89,9 @@ def load() -> ctypes.CDLL | None:
     callers then fall back to the NumPy reference implementation."""
     path = library_path()
     reason = "it was not built"
+    # OpenMP threads that spin after each kernel call slow whatever runs next (NumPy,
+    # torch in the same process); sleeping waiters cost little between layers.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if path is not None:
         try:
             return _declare(ctypes.CDLL(str(path)))

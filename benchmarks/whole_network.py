@@ -1,0 +1,130 @@
+"""The whole Bi-Real ResNet-18 (ImageNet size, batch 1) in the packed runtime against the
+float torchvision ResNet-18 in PyTorch, and the exported file against the float
+checkpoint, measured in one run.
+
+Latency: the exported network (``bnn.runtime.load``, float32 file) and torchvision's
+ResNet-18 (float32, eval, no gradients) run on the same random 1x3x224x224 input with
+the same number of threads, interleaved call by call in one process; each figure is
+the median over rounds. As in ``bnn bench``, OpenMP's idle threads sleep instead of
+busy-waiting (``OMP_WAIT_POLICY=PASSIVE`` unless set), since the kernels' OpenMP
+runtime and PyTorch's share the process. Also timed: the float twin of the Bi-Real
+network itself (the same architecture without binarizers). Size: the exported file against
+``torch.save(state_dict)`` of the float ResNet-18. Targets: >= 5x faster, <= 1/8 of
+the float checkpoint. The machine's load average is printed before and after, since
+other processes on the cores inflate both sides (multi-threaded runs the most)::
+
+    python benchmarks/whole_network.py --rounds 20 --threads 2
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch and the kernels load
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from bnn.deploy import export
+from bnn.deploy.source import float_twin
+from bnn.runtime import kernels
+from bnn.runtime.executor import load
+from bnn_core.registries import create_model
+
+SHAPE = (3, 224, 224)
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Size of ``torch.save(model.state_dict())``."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def timed(fn) -> float:
+    """Seconds ``fn()`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    binary = create_model("resnet18_bireal", binarize=True).eval()
+    reference = torchvision.models.resnet18().eval()
+    twin = float_twin(binary)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "resnet18_bireal.bnnpack"
+        result = export(binary, path, SHAPE)
+        network = load(path, threads=args.threads)
+    x = np.random.default_rng(0).standard_normal((1, *SHAPE), dtype=np.float32)
+    tensor = torch.from_numpy(x)
+
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {"packed": [], "torchvision": [], "twin": []}
+    with torch.no_grad():
+        for _ in range(2):
+            network(x), reference(tensor), twin(tensor)
+        for _ in range(args.rounds):
+            times["packed"].append(timed(lambda: network(x)))
+            times["torchvision"].append(timed(lambda: reference(tensor)))
+            times["twin"].append(timed(lambda: twin(tensor)))
+    load_after = os.getloadavg()
+    median = {name: statistics.median(values) * 1e3 for name, values in times.items()}
+    float_checkpoint = checkpoint_bytes(reference)
+    figures = {
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "isa": kernels.isa(),
+        "load_average_before": load_before[0],
+        "load_average_after": load_after[0],
+        "packed_ms": median["packed"],
+        "torchvision_resnet18_ms": median["torchvision"],
+        "bireal_float_twin_ms": median["twin"],
+        "speedup_vs_torchvision": median["torchvision"] / median["packed"],
+        "speedup_vs_twin": median["twin"] / median["packed"],
+        "file_bytes": result.file_bytes,
+        "float_checkpoint_bytes": float_checkpoint,
+        "size_ratio": result.file_bytes / float_checkpoint,
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(
+        f"Bi-Real ResNet-18, batch 1 x {'x'.join(map(str, SHAPE))}, {args.threads} threads, "
+        f"median of {args.rounds} interleaved rounds (kernels: {figures['isa']}; load "
+        f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after)"
+    )
+    print(f"  packed runtime                {median['packed']:8.2f} ms")
+    print(
+        f"  torchvision ResNet-18 float   {median['torchvision']:8.2f} ms   "
+        f"{figures['speedup_vs_torchvision']:.2f}x (target >= 5x)"
+    )
+    print(
+        f"  Bi-Real float twin            {median['twin']:8.2f} ms   "
+        f"{figures['speedup_vs_twin']:.2f}x"
+    )
+    print(
+        f"  file {result.file_bytes:,} B vs float checkpoint {float_checkpoint:,} B: "
+        f"1/{1 / figures['size_ratio']:.1f} (target <= 1/8)"
+    )
+
+
+if __name__ == "__main__":
+    main()

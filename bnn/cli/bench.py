@@ -1,0 +1,149 @@
+"""``bnn bench MODEL_OR_FILE``: per-layer and whole-network latency of the packed runtime
+against the float twin (the same network without binarizers, float32, eval) in
+PyTorch, measured interleaved in one process; medians and ratios.
+
+The binary kernels and PyTorch each bring an OpenMP runtime whose idle threads
+busy-wait by default; in one process each would slow the other down. The command
+sets ``OMP_WAIT_POLICY=PASSIVE`` for both (unless the environment sets a policy),
+before either is loaded: idle threads then sleep (PyTorch alone is as fast either way
+within the noise of a 2-core machine)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bnn.cli.output import print_json
+
+PACK_SUFFIX = ".bnnpack"
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        metavar="MODEL_OR_FILE",
+        help="a .bnnpack file (its float twin is rebuilt from the model it records), a "
+        "checkpoint, a recipe (.yaml) or a registered model name",
+    )
+    parser.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        help="one sample's shape without the batch dimension (default: the model's; a "
+        ".bnnpack file's exported one)",
+    )
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--rounds", type=int, default=10, help="timed rounds (default 10)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for both runtimes (default 2)"
+    )
+    parser.add_argument(
+        "--bconfig", metavar="NAME", help="binarize a model name with this registered method"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import tempfile
+
+    import numpy as np
+
+    from bnn.cli.export import input_shape
+    from bnn.deploy.bench import compare
+    from bnn_core.errors import ConfigError
+
+    for option in ("batch", "rounds", "threads"):
+        if getattr(args, option) < 1:
+            raise ConfigError(f"--{option} must be a positive integer")
+    if args.warmup < 0:
+        raise ConfigError("--warmup must be 0 or more")
+    with tempfile.TemporaryDirectory() as folder:
+        network, float_model, description = _load(args, Path(folder))
+        shape = (
+            input_shape(args, tuple(network.input_shape))
+            if args.input_shape
+            else tuple(network.input_shape)
+        )
+        x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
+        result = compare(network, float_model, x, args.rounds, args.warmup)
+    report = {"target": args.target, "source": description, **result.to_dict()}
+    if args.json:
+        print_json(report)
+        return 0
+    _print_report(report)
+    return 0
+
+
+def _load(args: argparse.Namespace, folder: Path) -> tuple[Any, Any, str]:
+    """The packed network, its float twin and a description of where they came from."""
+    from bnn.deploy import export
+    from bnn.deploy.source import float_twin, load_source, model_from_spec
+    from bnn.runtime.executor import load
+
+    path = Path(args.target)
+    if path.suffix == PACK_SUFFIX:
+        network = load(path, threads=args.threads)
+        spec = network.metadata.get("source", {}).get("model", {})
+        return network, model_from_spec(spec), f"file {path} (float twin: {spec.get('name')})"
+    from bnn.cli.export import input_shape
+
+    source = load_source(args.target, args.bconfig)
+    shape = input_shape(args, source.input_shape)
+    exported = folder / "model.bnnpack"
+    export(source.model, exported, shape, name=source.name, source=source.metadata())
+    return load(exported, threads=args.threads), float_twin(source.model), source.description
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from bnn.cli.output import console
+
+    shape = "x".join(map(str, report["input_shape"]))
+    out = console()
+    out.print(
+        f"{report['source']}\nbatch {report['batch']} x {shape}, {report['threads']} threads, "
+        f"median of {report['rounds']} interleaved rounds, kernels: {report['isa']}",
+        soft_wrap=True,
+    )
+    table = Table(box=box.SIMPLE_HEAD)
+    for column, justify in (
+        ("node", "left"),
+        ("op", "left"),
+        ("packed ms", "right"),
+        ("float ms", "right"),
+        ("float/packed", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for layer in report["layers"]:
+        torch_ms = layer["torch_ms"]
+        speedup = layer["speedup"]
+        table.add_row(
+            layer["name"],
+            layer["op"],
+            f"{layer['runtime_ms']:.3f}",
+            "-" if torch_ms is None else f"{torch_ms:.3f}",
+            "-" if speedup is None else f"{speedup:.2f}x",
+        )
+    table.add_section()
+    table.add_row(
+        "whole network",
+        "",
+        f"{report['runtime_ms']:.3f}",
+        f"{report['torch_ms']:.3f}",
+        f"{report['speedup']:.2f}x",
+    )
+    out.print(table)
+    binary = [layer for layer in report["layers"] if layer["binary"] and layer["speedup"]]
+    if binary:
+        packed = sum(layer["runtime_ms"] for layer in binary)
+        floats = sum(layer["torch_ms"] for layer in binary)
+        out.print(
+            f"binary layers: {packed:.3f} ms packed vs {floats:.3f} ms float "
+            f"({floats / packed:.2f}x); whole network {report['speedup']:.2f}x"
+        )

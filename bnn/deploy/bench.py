@@ -1,0 +1,216 @@
+"""Latency of a packed network against its float twin in PyTorch, measured in one
+process, interleaved round by round so that both see the same machine load.
+
+Each round runs, back to back: the packed network, the float model (eval, no
+gradients), then each of them again with per-layer timing (per-node clocks in the
+runtime, forward hooks on the float model's leaf modules). Figures are medians over
+the rounds. A runtime node is compared with the float modules it computes
+(``Node.modules``: a binary layer with the batch norm folded into it is compared with
+the float convolution plus that batch norm); a module called several times (a shared
+activation) is matched call by call, in order; nodes without a module (additions,
+flattening) have no float counterpart of their own.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bnn.runtime.executor import Network
+from bnn.runtime.graph import OPS
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    """Median milliseconds of one runtime node and of the float modules it computes."""
+
+    name: str
+    op: str
+    modules: list[str]
+    runtime_ms: float
+    torch_ms: float | None
+
+    @property
+    def speedup(self) -> float | None:
+        """Float time over packed time (> 1: the packed runtime is faster)."""
+        if self.torch_ms is None or self.runtime_ms <= 0:
+            return None
+        return self.torch_ms / self.runtime_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "name": self.name,
+            "op": self.op,
+            "binary": OPS[self.op].binary,
+            "modules": self.modules,
+            "runtime_ms": self.runtime_ms,
+            "torch_ms": self.torch_ms,
+            "speedup": self.speedup,
+        }
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Whole-network and per-layer medians."""
+
+    runtime_ms: float
+    torch_ms: float
+    layers: list[LayerTiming]
+    rounds: int
+    threads: int
+    batch: int
+    input_shape: list[int]
+    isa: str
+
+    @property
+    def speedup(self) -> float:
+        """Float time over packed time for the whole network."""
+        return self.torch_ms / self.runtime_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "runtime_ms": self.runtime_ms,
+            "torch_ms": self.torch_ms,
+            "speedup": self.speedup,
+            "rounds": self.rounds,
+            "threads": self.threads,
+            "batch": self.batch,
+            "input_shape": self.input_shape,
+            "isa": self.isa,
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+
+class _ModuleClock:
+    """Forward hooks timing every call of every leaf module of a model, by qualified
+    name; inactive unless ``measuring``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.calls: dict[str, list[float]] = defaultdict(list)
+        self.active = False
+        self._started: dict[int, list[float]] = defaultdict(list)
+        self._handles = []
+        for name, module in model.named_modules():
+            if name and not any(True for _ in module.children()):
+                self._handles.append(module.register_forward_pre_hook(self._pre(module)))
+                self._handles.append(module.register_forward_hook(self._post(name, module)))
+
+    def _pre(self, module: nn.Module) -> Any:
+        def hook(*_: Any) -> None:
+            if self.active:
+                self._started[id(module)].append(time.perf_counter())
+
+        return hook
+
+    def _post(self, name: str, module: nn.Module) -> Any:
+        def hook(*_: Any) -> None:
+            if self.active:
+                self.calls[name].append(time.perf_counter() - self._started[id(module)].pop())
+
+        return hook
+
+    @contextmanager
+    def measuring(self) -> Iterator[dict[str, list[float]]]:
+        self.calls = defaultdict(list)
+        self.active = True
+        try:
+            yield self.calls
+        finally:
+            self.active = False
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _match_calls(network: Network, calls: dict[str, list[float]]) -> dict[str, float]:
+    """Seconds of the float modules each node computes: the k-th node naming a module
+    gets that module's k-th call."""
+    used: dict[str, int] = defaultdict(int)
+    matched: dict[str, float] = {}
+    for node in network.nodes:
+        for module in node.modules:
+            index = used[module]
+            if index < len(calls.get(module, [])):
+                matched[node.name] = matched.get(node.name, 0.0) + calls[module][index]
+                used[module] += 1
+    return matched
+
+
+def _timed(call: Any) -> float:
+    """Seconds ``call()`` takes."""
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def compare(
+    network: Network, float_model: nn.Module, x: np.ndarray, rounds: int = 10, warmup: int = 1
+) -> BenchResult:
+    """Time ``network`` and ``float_model`` on ``x`` (NCHW float32), interleaved, with
+    PyTorch on as many threads as the network was loaded with; medians over ``rounds``."""
+    from bnn.runtime import kernels
+
+    threads = network.threads or kernels.default_threads()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    float_model.eval()
+    tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    clock = _ModuleClock(float_model)
+    whole_runtime: list[float] = []
+    whole_torch: list[float] = []
+    per_node: dict[str, list[float]] = defaultdict(list)
+    per_node_float: dict[str, list[float]] = defaultdict(list)
+    try:
+        with torch.no_grad():
+            for _ in range(warmup):
+                network(x)
+                float_model(tensor)
+            for _ in range(rounds):
+                whole_runtime.append(_timed(lambda: network(x)))
+                whole_torch.append(_timed(lambda: float_model(tensor)))
+                _, timings = network.run(x, profile=True)
+                for timing in timings:
+                    per_node[timing.name].append(timing.seconds)
+                with clock.measuring() as calls:
+                    float_model(tensor)
+                for name, seconds in _match_calls(network, calls).items():
+                    per_node_float[name].append(seconds)
+    finally:
+        clock.remove()
+        torch.set_num_threads(previous_threads)
+    layers = [
+        LayerTiming(
+            name=node.name,
+            op=node.op,
+            modules=list(node.modules),
+            runtime_ms=statistics.median(per_node[node.name]) * 1e3,
+            torch_ms=(
+                statistics.median(per_node_float[node.name]) * 1e3
+                if node.name in per_node_float
+                else None
+            ),
+        )
+        for node in network.nodes
+    ]
+    return BenchResult(
+        runtime_ms=statistics.median(whole_runtime) * 1e3,
+        torch_ms=statistics.median(whole_torch) * 1e3,
+        layers=layers,
+        rounds=rounds,
+        threads=threads,
+        batch=int(x.shape[0]),
+        input_shape=list(x.shape[1:]),
+        isa=kernels.isa(),
+    )

@@ -1,0 +1,18 @@
+"""Errors of the packed runtime: a file it cannot read, an input it cannot run.
+
+Both derive from :class:`bnn_core.errors.BnnError` (a torch-free module), so the ``bnn``
+command line prints them as one paragraph and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from bnn_core.errors import BnnError
+
+
+class RuntimeFormatError(BnnError, ValueError):
+    """A ``.bnnpack`` file is not one, is truncated or corrupted, has another format
+    version, or describes a graph this runtime cannot execute."""
+
+
+class RuntimeInputError(BnnError, ValueError):
+    """An input array does not fit the network (rank, channels or dtype)."""

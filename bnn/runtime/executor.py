@@ -1,0 +1,219 @@
+"""Run a ``.bnnpack`` network with NumPy and the packed XNOR-popcount kernels, without
+PyTorch: :func:`load` reads and checks the file, plans each node once, and the
+returned :class:`Network` maps NCHW float32 arrays to outputs.
+
+Planning converts what the file stores into what each step computes with: binary
+weights into prepared kernel layers (:mod:`bnn.runtime.layers`), float convolution
+weights into im2col matrices (:mod:`bnn.runtime.steps`), float16 tensors into float32.
+Where a binary layer's only consumer is another binary layer, the first one emits
+packed bits (thresholded with the second one's input threshold) and the second one
+reads them, so the float activation between them is never materialised. While a
+network runs, OpenBLAS stays on one thread (:mod:`bnn.runtime.blas`); large float
+operations are split across threads by :mod:`bnn.runtime.parallel` instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnn.runtime import blas, kernels, layers
+from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
+from bnn.runtime.format import BitTensor, Pack, read
+from bnn.runtime.graph import OPS, Graph, Node
+from bnn.runtime.steps import PLANNERS, Step
+
+
+@dataclass(frozen=True)
+class NodeTiming:
+    """Wall time of one node in one call."""
+
+    name: str
+    op: str
+    seconds: float
+
+
+class Network:
+    """A loaded network. Call it with a float32 array shaped like the exported input
+    (``[N, C, H, W]``, channels first as in PyTorch; another height and width work when
+    the network allows them); it returns the output array (a tuple when the network has
+    several), channels first again for 4-D outputs. :meth:`run` also times each node."""
+
+    def __init__(self, pack: Pack, threads: int | None = None) -> None:
+        self.path = pack.path
+        self.graph = pack.graph
+        self.metadata = pack.metadata
+        self.file_bytes = pack.file_bytes
+        self._threads = threads
+        self._packed_outputs, self._packed_inputs = _packed_edges(pack.graph)
+        self._steps: list[tuple[Node, Step]] = [
+            (node, self._plan(node, pack.tensors)) for node in pack.graph.nodes
+        ]
+        self._last_use = _last_uses(pack.graph)
+
+    @property
+    def threads(self) -> int | None:
+        """Threads of the binary kernels and of the banded float operations (``None``:
+        the kernels' default)."""
+        return self._threads
+
+    @property
+    def input_shape(self) -> list[int]:
+        """One sample's shape at export (channels first, no batch axis)."""
+        return list(self.graph.input_shape)
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The nodes in execution order."""
+        return list(self.graph.nodes)
+
+    def packed_edges(self) -> list[tuple[str, str]]:
+        """Pairs of binary nodes connected by packed bits instead of floats."""
+        return [(source, self._packed_outputs[source]) for source in self._packed_outputs]
+
+    def __call__(self, x: np.ndarray) -> Any:
+        outputs, _ = self.run(x)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def run(
+        self, x: np.ndarray, profile: bool = False
+    ) -> tuple[list[np.ndarray], list[NodeTiming]]:
+        """The outputs for ``x`` and, with ``profile``, the wall time of every node."""
+        values: dict[str, np.ndarray] = {self.graph.input_name: self._prepare(x)}
+        timings: list[NodeTiming] = []
+        clock = time.perf_counter
+        with blas.limited(1):
+            for index, (node, step) in enumerate(self._steps):
+                start = clock() if profile else 0.0
+                first = node.inputs[0]
+                reuse = first != self.graph.input_name and self._last_use.get(first) == index
+                values[node.name] = step([values[source] for source in node.inputs], reuse)
+                if profile:
+                    timings.append(NodeTiming(node.name, node.op, clock() - start))
+                for source in node.inputs:
+                    if self._last_use.get(source) == index:
+                        del values[source]
+        return [_to_nchw(values[name]) for name in self.graph.outputs], timings
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        expected = self.graph.input_shape
+        if x.ndim != len(expected) + 1 or x.shape[1] != expected[0]:
+            raise RuntimeInputError(
+                f"the network takes input of shape [N, {', '.join(map(str, expected))}] "
+                f"(channels first), got {list(x.shape)}"
+            )
+        if not np.issubdtype(x.dtype, np.floating):
+            raise RuntimeInputError(f"the network takes float32 input, got {x.dtype}")
+        if x.ndim == 4:
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _plan(self, node: Node, tensors: dict[str, Any]) -> Step:
+        def floats(role: str) -> np.ndarray | None:
+            name = node.tensors.get(role)
+            return None if name is None else np.array(tensors[name], dtype=np.float32)
+
+        attrs = node.attrs
+        op = node.op
+        try:
+            if OPS[op].binary:
+                return self._binary(node, tensors[node.tensors["weight"]], floats, tensors)
+            planner = PLANNERS[op]
+        except KeyError as exc:
+            raise RuntimeFormatError(f"node {node.name!r} ({op}): {exc} is missing") from None
+        return planner(attrs, floats, self._threads or kernels.default_threads())
+
+    def _binary(
+        self,
+        node: Node,
+        weight: Any,
+        floats: Callable[[str], np.ndarray | None],
+        tensors: dict[str, Any],
+    ) -> Step:
+        if not isinstance(weight, BitTensor):
+            raise RuntimeFormatError(f"node {node.name!r}: its weight is not stored as bits")
+        attrs = node.attrs
+        out_channels = attrs["out_channels" if node.op == "binary_conv2d" else "out_features"]
+        scale = floats("scale")
+        bias = floats("bias")
+        scale = np.ones(out_channels, np.float32) if scale is None else scale
+        bias = np.zeros(out_channels, np.float32) if bias is None else bias
+        threshold = None if node.name in self._packed_inputs else floats("threshold")
+        consumer = self._packed_outputs.get(node.name)
+        output = "float" if consumer is None else "packed"
+        next_threshold = None
+        if consumer is not None:
+            name = self.graph.node(consumer).tensors.get("threshold")
+            next_threshold = None if name is None else np.array(tensors[name], dtype=np.float32)
+        words = weight.words()
+        common = {
+            "scale": scale,
+            "bias": bias,
+            "input_threshold": threshold,
+            "output": output,
+            "next_threshold": next_threshold,
+            "threads": self.threads,
+        }
+        if node.op == "binary_linear":
+            return _single(layers.BinaryLinear(words, in_features=attrs["in_features"], **common))
+        layer = layers.BinaryConv2d(
+            words,
+            in_channels=attrs["in_channels"],
+            kernel_size=tuple(attrs["kernel_size"]),
+            stride=tuple(attrs["stride"]),
+            padding=tuple(attrs["padding"]),
+            pad_value=attrs["pad_value"],
+            groups=attrs["groups"],
+            **common,
+        )
+        return _single(layer)
+
+
+def _single(layer: Callable[[np.ndarray], np.ndarray]) -> Step:
+    """A step calling a prepared kernel layer on the node's one input."""
+    return lambda inputs, reuse: layer(inputs[0])
+
+
+def load(path: str | Path, threads: int | None = None) -> Network:
+    """Read, check and plan the network in ``path``; ``threads`` is the thread count of
+    the binary kernels and of large float operations (``None``: the kernels' default,
+    ``BNN_RUNTIME_THREADS``, ``OMP_NUM_THREADS`` or all cores). A damaged or foreign
+    file raises :class:`~bnn.runtime.errors.RuntimeFormatError`."""
+    return Network(read(path), threads=threads)
+
+
+def _packed_edges(graph: Graph) -> tuple[dict[str, str], set[str]]:
+    """Binary nodes whose single consumer is a binary node reading them directly:
+    producer -> consumer, and the set of consumers."""
+    users = graph.consumers()
+    producers: dict[str, str] = {}
+    for node in graph.nodes:
+        readers = users.get(node.name, [])
+        if (
+            OPS[node.op].binary
+            and node.name not in graph.outputs
+            and len(readers) == 1
+            and OPS[readers[0].op].binary
+            and readers[0].op == node.op
+        ):
+            producers[node.name] = readers[0].name
+    return producers, set(producers.values())
+
+
+def _last_uses(graph: Graph) -> dict[str, int]:
+    """For each value that is not a graph output, the index of the last node reading it."""
+    last: dict[str, int] = {}
+    for index, node in enumerate(graph.nodes):
+        for source in node.inputs:
+            last[source] = index
+    return {name: index for name, index in last.items() if name not in graph.outputs}
+
+
+def _to_nchw(value: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(value.transpose(0, 3, 1, 2)) if value.ndim == 4 else value

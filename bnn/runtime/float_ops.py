@@ -1,0 +1,303 @@
+"""The float parts of a packed network in NumPy, on channels-last (NHWC) arrays:
+convolution by im2col and one matrix product, pooling with PyTorch's exact window and
+divisor rules, and the shape arithmetic they share.
+
+Activations are float32 ``[N, H, W, C]`` (or ``[N, C]`` after flattening), so every
+per-channel operation broadcasts over the last axis whatever the rank.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from bnn.runtime import parallel
+
+#: Convolutions of at least this many multiply-adds, and poolings of inputs of at least
+#: this many values, run as bands on several threads; smaller ones on one (handing work
+#: to threads costs more than it saves).
+PARALLEL_MACS = 1 << 24
+PARALLEL_ELEMENTS = 1 << 19
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """PyTorch's output length of a pooling window: with ``ceil_mode`` the last window
+    may hang over the end, but must start inside the input or its left padding."""
+    span = size + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def pad_spatial(
+    x: np.ndarray, top: int, bottom: int, left: int, right: int, value: float
+) -> np.ndarray:
+    """``x`` (NHWC) with ``value`` added around its height and width."""
+    if not (top or bottom or left or right):
+        return x
+    n, h, w, c = x.shape
+    out = np.full((n, h + top + bottom, w + left + right, c), value, dtype=x.dtype)
+    out[:, top : top + h, left : left + w] = x
+    return out
+
+
+def windows(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out: Sequence[int],
+) -> np.ndarray:
+    """A read-only view ``[N, OH, OW, KH, KW, C]`` of every window of ``x`` (NHWC,
+    already padded): no data is copied."""
+    sn, sh, sw, sc = x.strides
+    n, _, _, c = x.shape
+    return as_strided(
+        x,
+        shape=(n, out[0], out[1], kernel[0], kernel[1], c),
+        strides=(sn, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1], sc),
+        writeable=False,
+    )
+
+
+def conv_weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A convolution weight ``[O, C/g, KH, KW]`` as ``[g, KH*KW*C/g, O/g]``: rows in the
+    order of :func:`windows` (kernel row, kernel column, channel)."""
+    out_channels, per_group, kh, kw = weight.shape
+    grouped = weight.reshape(groups, out_channels // groups, per_group, kh, kw)
+    matrix = grouped.transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * per_group, -1)
+    return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def conv2d(
+    x: np.ndarray,
+    matrix: np.ndarray,
+    bias: np.ndarray | None,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    threads: int = 1,
+) -> np.ndarray:
+    """A float convolution of ``x`` (NHWC) with the weight of :func:`conv_weight_matrix`:
+    zero padding, then im2col and a matrix product per group (depthwise convolutions
+    multiply-add one tap at a time instead). A large ungrouped one is split into bands
+    computed on ``threads`` threads."""
+    groups, rows, per_out = matrix.shape
+    n, h, w, c = x.shape
+    per_group = c // groups
+    out = [
+        (size + 2 * pad - dil * (k - 1) - 1) // s + 1
+        for size, pad, dil, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
+    ]
+    padded = pad_spatial(x, padding[0], padding[0], padding[1], padding[1], 0.0)
+    view = windows(padded, kernel, stride, dilation, out)
+    positions = n * out[0] * out[1]
+    if groups == 1:
+        y = _banded_matmul(view, matrix[0], bias, threads)
+    elif per_group == 1 and per_out == 1:
+        taps = matrix[:, :, 0].T.reshape(kernel[0], kernel[1], c)
+        y = np.zeros((n, out[0], out[1], c), dtype=np.float32)
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                y += view[:, :, :, i, j, :] * taps[i, j]
+    else:
+        split = view.reshape(positions, kernel[0] * kernel[1], groups, per_group)
+        y = np.concatenate(
+            [split[:, :, g, :].reshape(positions, rows) @ matrix[g] for g in range(groups)],
+            axis=1,
+        )
+    y = y.reshape(n, out[0], out[1], groups * per_out)
+    if bias is not None and groups > 1:
+        y += bias
+    return y
+
+
+def _banded_matmul(
+    view: np.ndarray, matrix: np.ndarray, bias: np.ndarray | None, threads: int
+) -> np.ndarray:
+    """The im2col product of the windows ``view`` ``[N, OH, OW, KH, KW, C]`` with
+    ``matrix``, plus ``bias``: ``[N * OH * OW, O]``. A large one is split into bands of
+    samples (or of output rows, for one sample), each a contiguous block of the result
+    computed, bias included, by one thread."""
+    n, height, width = view.shape[:3]
+    rows, columns = matrix.shape
+    if n * height * width * rows * columns < PARALLEL_MACS or threads < 2:
+        y = view.reshape(-1, rows) @ matrix
+        if bias is not None:
+            y += bias
+        return y
+    y = np.empty((n, height, width, columns), dtype=np.float32)
+    # one sample: bands of rows; y[0:1, a:b] is then contiguous, as y[a:b] always is
+    blocks, cut = (y[0], view[0]) if n == 1 else (y, view)
+
+    def band(start: int, stop: int) -> None:
+        target = blocks[start:stop].reshape(-1, columns)
+        np.matmul(cut[start:stop].reshape(-1, rows), matrix, out=target)
+        if bias is not None:
+            target += bias
+
+    parallel.run([lambda b=b: band(*b) for b in parallel.bands(len(blocks), threads)])
+    return y.reshape(-1, columns)
+
+
+def max_pool2d(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    threads: int = 1,
+) -> np.ndarray:
+    """Max pooling of ``x`` (NHWC) as PyTorch computes it (padding never wins)."""
+    out = _pool_sizes(x, kernel, stride, padding, ceil_mode)
+    return _pool(x, kernel, stride, padding, out, np.maximum, threads)
+
+
+def avg_pool2d(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor: int | None,
+    threads: int = 1,
+) -> np.ndarray:
+    """Average pooling of ``x`` (NHWC) with PyTorch's divisors: the window clipped to
+    the padded input (or to the input itself without ``count_include_pad``), or
+    ``divisor`` when given (padding adds zeros to the sums)."""
+    h, w = x.shape[1:3]
+    out = _pool_sizes(x, kernel, stride, padding, ceil_mode)
+    total = _pool(x, kernel, stride, padding, out, np.add, threads)
+    if divisor:
+        total *= np.float32(1.0 / divisor)
+        return total
+    counts_h = _window_counts(h, kernel[0], stride[0], padding[0], out[0], count_include_pad)
+    counts_w = _window_counts(w, kernel[1], stride[1], padding[1], out[1], count_include_pad)
+    total /= np.outer(counts_h, counts_w).astype(np.float32)[:, :, None]
+    return total
+
+
+def _pool(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    out: Sequence[int],
+    combine: np.ufunc,
+    threads: int,
+) -> np.ndarray:
+    """Combine every window along the height, then along the width (max and sum are
+    separable). A large input is split into bands of samples (or of output rows, for
+    one sample) on ``threads`` threads."""
+    n, c = x.shape[0], x.shape[3]
+
+    def rows(first: int, count: int, batch: slice) -> np.ndarray:
+        part = _reduce_axis(x[batch], 1, kernel[0], stride[0], padding[0], count, combine, first)
+        return _reduce_axis(part, 2, kernel[1], stride[1], padding[1], out[1], combine)
+
+    if x.size < PARALLEL_ELEMENTS or threads < 2:
+        return rows(0, out[0], slice(None))
+    y = np.empty((n, out[0], out[1], c), dtype=x.dtype)
+    if n == 1:
+
+        def band(start: int, stop: int) -> None:
+            y[:, start:stop] = rows(start, stop - start, slice(None))
+
+        parallel.run([lambda b=b: band(*b) for b in parallel.bands(out[0], threads)])
+    else:
+
+        def samples(start: int, stop: int) -> None:
+            y[start:stop] = rows(0, out[0], slice(start, stop))
+
+        parallel.run([lambda b=b: samples(*b) for b in parallel.bands(n, threads)])
+    return y
+
+
+def _reduce_axis(
+    x: np.ndarray,
+    axis: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    count: int,
+    combine: np.ufunc,
+    first_output: int = 0,
+) -> np.ndarray:
+    """Combine (max or add) the ``kernel`` taps of the windows of outputs
+    ``first_output .. first_output + count - 1`` along ``axis``, where output ``o``
+    reads inputs ``o * stride - padding + i``; taps falling in the padding are skipped.
+    Every window holds at least one input (PyTorch's rule), so the identity each output
+    starts from never survives."""
+    size = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = count
+    identity = -np.inf if combine is np.maximum else 0.0
+    result: np.ndarray | None = None
+    end = first_output + count - 1
+    for tap in sorted(range(kernel), key=lambda i: abs(i - padding)):
+        first = max(first_output, -(-(padding - tap) // stride))
+        last = min(end, (size - 1 + padding - tap) // stride)
+        if first > last:
+            continue
+        start = first * stride - padding + tap
+        source = _along(x, axis, slice(start, start + (last - first) * stride + 1, stride))
+        if result is None:
+            if first == first_output and last == end:
+                result = source.copy()
+                continue
+            result = np.full(shape, identity, dtype=x.dtype)
+        target = _along(result, axis, slice(first - first_output, last - first_output + 1))
+        combine(target, source, out=target)
+    assert result is not None
+    return result
+
+
+def _along(x: np.ndarray, axis: int, span: slice) -> np.ndarray:
+    index = [slice(None)] * x.ndim
+    index[axis] = span
+    return x[tuple(index)]
+
+
+def adaptive_avg_pool2d(x: np.ndarray, output_size: Sequence[int]) -> np.ndarray:
+    """Adaptive average pooling of ``x`` (NHWC): cell ``i`` of ``out`` averages
+    ``[floor(i * size / out), ceil((i + 1) * size / out))`` as in PyTorch."""
+    n, h, w, c = x.shape
+    oh, ow = output_size
+    if oh == 1 and ow == 1:
+        return x.mean(axis=(1, 2), keepdims=True, dtype=np.float32)
+    result = np.empty((n, oh, ow, c), dtype=np.float32)
+    for i in range(oh):
+        top, bottom = (i * h) // oh, math.ceil((i + 1) * h / oh)
+        for j in range(ow):
+            left, right = (j * w) // ow, math.ceil((j + 1) * w / ow)
+            result[:, i, j] = x[:, top:bottom, left:right].mean(axis=(1, 2))
+    return result
+
+
+def _pool_sizes(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+) -> list[int]:
+    return [
+        pool_output_size(size, k, s, p, ceil_mode)
+        for size, k, s, p in zip(x.shape[1:3], kernel, stride, padding, strict=True)
+    ]
+
+
+def _window_counts(
+    size: int, kernel: int, stride: int, padding: int, out: int, include_pad: bool
+) -> np.ndarray:
+    starts = np.arange(out) * stride - padding
+    ends = np.minimum(starts + kernel, size + padding)
+    if not include_pad:
+        starts, ends = np.maximum(starts, 0), np.minimum(ends, size)
+    return (ends - starts).astype(np.float32)

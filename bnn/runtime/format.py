@@ -1,0 +1,286 @@
+"""The ``.bnnpack`` file: a self-describing, checksummed container of a network graph
+and its tensors, binary weights stored 1 bit each. Torch-free: NumPy only.
+
+Layout (all integers little-endian)::
+
+    offset 0   preamble, 32 bytes:
+                 magic       8 bytes  b"BNNPACK\\0"
+                 version     uint32   format version (1)
+                 flags       uint32   0 (reserved)
+                 header_len  uint64   length of the JSON header in bytes
+                 file_len    uint64   length of the whole file, checksum included
+    offset 32  JSON header (UTF-8): {"format", "version", "metadata", "graph", "tensors"}
+               zero bytes up to the next multiple of 16: the data section starts there
+               tensor blobs, each at a multiple of 16 from the data section's start
+    last 32    SHA-256 of every byte before it
+
+Each entry of ``tensors`` in the header gives ``dtype`` (``float32``, ``float16`` or
+``bits``), ``shape``, ``offset`` (from the start of the data section) and ``nbytes``.
+A ``bits`` tensor holds signs, 1 bit each: element ``i`` of the row-major flattened
+tensor is bit ``i % 8`` of byte ``i // 8`` (little-endian bit order), 1 meaning +1;
+``nbytes = ceil(elements / 8)``. Binary weights are stored with shape
+``[out, kernel_h, kernel_w, in_per_group]`` (input channels last and contiguous), so
+when the input channels are a multiple of 64 the bytes read as little-endian 64-bit
+words are exactly the kernels' packed layout. docs/deploy.md documents the graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnn.runtime.errors import RuntimeFormatError
+from bnn.runtime.graph import Graph
+
+MAGIC = b"BNNPACK\x00"
+FORMAT_NAME = "bnnpack"
+FORMAT_VERSION = 1
+ALIGNMENT = 16
+DIGEST_BYTES = 32
+_PREAMBLE = struct.Struct("<8sIIQQ")
+FLOAT_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+
+
+@dataclass(frozen=True)
+class BitTensor:
+    """A tensor of signs stored 1 bit each (1 = +1), in the file's bit order."""
+
+    shape: tuple[int, ...]
+    data: np.ndarray
+
+    @classmethod
+    def from_signs(cls, positive: np.ndarray) -> BitTensor:
+        """Pack a boolean array (True = +1)."""
+        flat = np.ascontiguousarray(positive, dtype=bool).reshape(-1)
+        return cls(tuple(int(d) for d in positive.shape), np.packbits(flat, bitorder="little"))
+
+    @property
+    def size(self) -> int:
+        """Number of signs."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Stored bytes: one bit per sign, rounded up to a whole byte."""
+        return (self.size + 7) // 8
+
+    def signs(self) -> np.ndarray:
+        """The signs as a boolean array of ``shape`` (True = +1)."""
+        bits = np.unpackbits(self.data, count=self.size, bitorder="little")
+        return bits.view(bool).reshape(self.shape)
+
+    def words(self) -> np.ndarray:
+        """The kernels' packed layout: uint64 ``[*shape[:-1], ceil(shape[-1] / 64)]``, bit
+        ``i`` of word ``k`` being element ``64 k + i`` of the last axis, padding bits 0."""
+        *lead, last = self.shape
+        words = -(-last // 64)
+        if last % 64 == 0:
+            packed = self.data
+        else:
+            padded = np.zeros((math.prod(lead), words * 64), dtype=bool)
+            padded[:, :last] = self.signs().reshape(-1, last)
+            packed = np.packbits(padded, axis=1, bitorder="little")
+        return np.frombuffer(packed.tobytes(), dtype="<u8").astype(np.uint64).reshape(*lead, words)
+
+
+Stored = np.ndarray | BitTensor
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :func:`write` wrote: the file size, the bytes of tensor data in it, and
+    the rest (preamble, JSON header, alignment padding, checksum)."""
+
+    path: Path
+    file_bytes: int
+    tensor_bytes: int
+
+    @property
+    def metadata_bytes(self) -> int:
+        """Everything that is not tensor data."""
+        return self.file_bytes - self.tensor_bytes
+
+
+@dataclass
+class Pack:
+    """A file read back: its header's metadata, graph and decoded tensors."""
+
+    path: Path
+    version: int
+    metadata: dict[str, Any]
+    graph: Graph
+    tensors: dict[str, Stored]
+    file_bytes: int
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // ALIGNMENT) * ALIGNMENT
+
+
+def _blob(tensor: Stored) -> tuple[str, bytes]:
+    if isinstance(tensor, BitTensor):
+        return "bits", tensor.data.tobytes()
+    for name, dtype in FLOAT_DTYPES.items():
+        if tensor.dtype.kind == "f" and tensor.dtype.itemsize == dtype.itemsize:
+            return name, np.ascontiguousarray(tensor, dtype=dtype).tobytes()
+    raise TypeError(f"cannot store a tensor of dtype {tensor.dtype} (float32, float16 or bits)")
+
+
+def write(
+    path: str | Path, graph: Graph, tensors: Mapping[str, Stored], metadata: Mapping[str, Any]
+) -> WriteResult:
+    """Write ``graph`` and ``tensors`` to ``path`` atomically (temporary file, then
+    rename). Float tensors keep their dtype (float32 or float16)."""
+    path = Path(path)
+    graph.check(tensors)
+    entries: dict[str, dict[str, Any]] = {}
+    blobs: list[tuple[int, bytes]] = []
+    offset = tensor_bytes = 0
+    for name, tensor in tensors.items():
+        dtype, blob = _blob(tensor)
+        entries[name] = {
+            "dtype": dtype,
+            "shape": list(tensor.shape),
+            "offset": offset,
+            "nbytes": len(blob),
+        }
+        blobs.append((offset, blob))
+        tensor_bytes += len(blob)
+        offset = _aligned(offset + len(blob))
+    data_size = blobs[-1][0] + len(blobs[-1][1]) if blobs else 0
+    header = json.dumps(
+        {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "metadata": dict(metadata),
+            "graph": graph.to_dict(),
+            "tensors": entries,
+        },
+        separators=(",", ":"),
+    ).encode()
+    data_start = _aligned(_PREAMBLE.size + len(header))
+    file_len = data_start + data_size + DIGEST_BYTES
+    body = bytearray(file_len - DIGEST_BYTES)
+    _PREAMBLE.pack_into(body, 0, MAGIC, FORMAT_VERSION, 0, len(header), file_len)
+    body[_PREAMBLE.size : _PREAMBLE.size + len(header)] = header
+    for start, blob in blobs:
+        body[data_start + start : data_start + start + len(blob)] = blob
+    digest = hashlib.sha256(body).digest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(body)
+        handle.write(digest)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return WriteResult(path, file_len, tensor_bytes)
+
+
+def read(path: str | Path) -> Pack:
+    """Read and check a file: magic, format version, length (truncation), SHA-256
+    checksum, header and graph. Every failure is a :class:`RuntimeFormatError`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RuntimeFormatError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise RuntimeFormatError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    size = len(data)
+    if not size:
+        raise RuntimeFormatError(f"{path} is empty (0 bytes): not a .bnnpack file")
+    if not MAGIC.startswith(data[: len(MAGIC)]):
+        raise RuntimeFormatError(
+            f"{path} is not a .bnnpack file (it does not start with the bnnpack magic bytes); "
+            "write one with `bnn export`"
+        )
+    if size < _PREAMBLE.size:
+        raise RuntimeFormatError(f"{path} is truncated: {size} bytes, not even the preamble")
+    _, version, _, header_len, file_len = _PREAMBLE.unpack_from(data)
+    if version != FORMAT_VERSION:
+        advice = "re-export the model with this bnn" if version < FORMAT_VERSION else "upgrade bnn"
+        raise RuntimeFormatError(
+            f"{path} has file format {version}, this runtime reads format {FORMAT_VERSION}: "
+            f"{advice}"
+        )
+    if size < file_len:
+        raise RuntimeFormatError(
+            f"{path} is truncated: {size:,} of its {file_len:,} bytes are present "
+            "(an interrupted copy or download?)"
+        )
+    if size > file_len:
+        raise RuntimeFormatError(
+            f"{path} is corrupted: {size - file_len:,} bytes follow the end its header declares"
+        )
+    body = memoryview(data)[: size - DIGEST_BYTES]
+    if hashlib.sha256(body).digest() != data[size - DIGEST_BYTES :]:
+        raise RuntimeFormatError(
+            f"{path} is corrupted: its SHA-256 checksum does not match its contents"
+        )
+    header = _header(path, data[_PREAMBLE.size : _PREAMBLE.size + header_len])
+    data_start = _aligned(_PREAMBLE.size + header_len)
+    data_end = size - DIGEST_BYTES
+    tensors = {
+        name: _tensor(path, name, entry, data, data_start, data_end)
+        for name, entry in header["tensors"].items()
+    }
+    graph = Graph.from_dict(header["graph"])
+    graph.check(tensors)
+    return Pack(path, version, dict(header.get("metadata", {})), graph, tensors, size)
+
+
+def _header(path: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RuntimeFormatError(f"{path}: the JSON header cannot be parsed ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise RuntimeFormatError(f"{path}: the header does not describe a {FORMAT_NAME} file")
+    if not isinstance(header.get("tensors"), dict) or not isinstance(header.get("graph"), dict):
+        raise RuntimeFormatError(f"{path}: the header lacks its 'graph' or 'tensors' section")
+    return header
+
+
+def _tensor(
+    path: Path, name: str, entry: Any, data: bytes, data_start: int, data_end: int
+) -> Stored:
+    try:
+        dtype = entry["dtype"]
+        shape = tuple(int(d) for d in entry["shape"])
+        start = data_start + int(entry["offset"])
+        nbytes = int(entry["nbytes"])
+    except (KeyError, TypeError, ValueError):
+        raise RuntimeFormatError(
+            f"{path}: the header entry of tensor {name!r} is malformed"
+        ) from None
+    count = math.prod(shape)
+    if dtype == "bits":
+        expected = (count + 7) // 8
+    elif dtype in FLOAT_DTYPES:
+        expected = count * FLOAT_DTYPES[dtype].itemsize
+    else:
+        raise RuntimeFormatError(f"{path}: tensor {name!r} has an unknown dtype {dtype!r}")
+    if (
+        nbytes != expected
+        or start < data_start
+        or start + nbytes > data_end
+        or min(shape, default=1) < 0
+    ):
+        raise RuntimeFormatError(
+            f"{path}: tensor {name!r} ({dtype}, shape {list(shape)}) does not fit its "
+            f"{nbytes} bytes at offset {entry['offset']}"
+        )
+    blob = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=start)
+    if dtype == "bits":
+        return BitTensor(shape, blob)
+    return blob.view(FLOAT_DTYPES[dtype]).reshape(shape)

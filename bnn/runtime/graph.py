@@ -1,0 +1,212 @@
+"""The network graph a ``.bnnpack`` file holds: nodes in execution order, each an
+operation with named inputs, attributes and references to stored tensors.
+
+This module is shared by the exporter (which builds a :class:`Graph` from a traced
+PyTorch model) and the runtime (which reads one back and checks it before running
+anything), so both agree on what every operation takes. It imports neither torch nor
+NumPy. Shapes follow PyTorch's convention (channels first, one sample, no batch axis)
+whatever layout the runtime uses internally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bnn.runtime.errors import RuntimeFormatError
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What one operation takes: its number of inputs (``None``: one or more), the
+    attributes it requires, and the tensors it requires or may have."""
+
+    inputs: int | None
+    attrs: frozenset[str] = frozenset()
+    tensors: frozenset[str] = frozenset()
+    optional_tensors: frozenset[str] = frozenset()
+    binary: bool = False
+
+
+def _spec(
+    inputs: int | None,
+    attrs: Iterable[str] = (),
+    tensors: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    binary: bool = False,
+) -> OpSpec:
+    return OpSpec(inputs, frozenset(attrs), frozenset(tensors), frozenset(optional), binary)
+
+
+_CONV = ("kernel_size", "stride", "padding", "groups", "in_channels", "out_channels")
+_POOL = ("kernel_size", "stride", "padding", "ceil_mode")
+
+#: Every operation of format version 1 (docs/deploy.md describes each one).
+OPS: dict[str, OpSpec] = {
+    "conv2d": _spec(1, (*_CONV, "dilation"), ["weight"], ["bias"]),
+    "linear": _spec(1, ["in_features", "out_features"], ["weight"], ["bias"]),
+    "binary_conv2d": _spec(
+        1, (*_CONV, "pad_value"), ["weight"], ["scale", "bias", "threshold"], binary=True
+    ),
+    "binary_linear": _spec(
+        1, ["in_features", "out_features"], ["weight"], ["scale", "bias", "threshold"], True
+    ),
+    "channel_affine": _spec(1, (), (), ["scale", "shift"]),
+    "spatial_scale": _spec(1, (), ["rows", "cols"]),
+    "prelu": _spec(1, (), ["slope"]),
+    "rprelu": _spec(1, (), ["shift_in", "slope", "shift_out"]),
+    "relu": _spec(1),
+    "leaky_relu": _spec(1, ["negative_slope"]),
+    "hardtanh": _spec(1, ["min_val", "max_val", "slope"]),
+    "scalar": _spec(1, ["mul", "add"]),
+    "softmax": _spec(1),
+    "max_pool2d": _spec(1, _POOL),
+    "avg_pool2d": _spec(1, (*_POOL, "count_include_pad", "divisor")),
+    "adaptive_avg_pool2d": _spec(1, ["output_size"]),
+    "add": _spec(2),
+    "cat": _spec(None),
+    "flatten": _spec(1),
+    "slice": _spec(1, ["axis", "start", "stop", "step"]),
+    "pad": _spec(1, ["pads", "value"]),
+}
+
+
+@dataclass
+class Node:
+    """One operation: ``inputs`` name graph inputs or earlier nodes; ``tensors`` maps a
+    role (``weight``, ``scale``, ...) to a stored tensor's name; ``shape`` is the output
+    shape of one sample (channels first); ``modules`` names the PyTorch modules the
+    node computes (a binary layer and the batch norm folded into it, for example)."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, str] = field(default_factory=dict)
+    shape: list[int] | None = None
+    modules: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in the file header."""
+        return {
+            "name": self.name,
+            "op": self.op,
+            "inputs": list(self.inputs),
+            "attrs": dict(self.attrs),
+            "tensors": dict(self.tensors),
+            "shape": self.shape,
+            "modules": list(self.modules),
+        }
+
+
+@dataclass
+class Graph:
+    """A network: one input (name and per-sample shape), nodes in execution order, and
+    the names of the values it returns."""
+
+    input_name: str
+    input_shape: list[int]
+    nodes: list[Node]
+    outputs: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in the file header."""
+        return {
+            "inputs": [{"name": self.input_name, "shape": self.input_shape, "dtype": "float32"}],
+            "outputs": list(self.outputs),
+            "nodes": [node.to_dict() for node in self.nodes],
+        }
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def consumers(self) -> dict[str, list[Node]]:
+        """For each value name, the nodes that read it (in order, repeated per use)."""
+        users: dict[str, list[Node]] = {self.input_name: []}
+        for node in self.nodes:
+            users.setdefault(node.name, [])
+            for source in node.inputs:
+                users.setdefault(source, []).append(node)
+        return users
+
+    def check(self, tensor_names: Iterable[str] | None = None) -> None:
+        """Raise :class:`RuntimeFormatError` unless every node is a known operation with
+        its inputs defined before it, its required attributes and tensors present, and
+        (when ``tensor_names`` is given) every referenced tensor stored."""
+        stored = None if tensor_names is None else set(tensor_names)
+        defined = {self.input_name}
+        for node in self.nodes:
+            where = f"node {node.name!r} ({node.op})"
+            spec = OPS.get(node.op)
+            if spec is None:
+                raise RuntimeFormatError(
+                    f"{where}: unknown operation; this runtime executes {', '.join(sorted(OPS))}"
+                )
+            if node.name in defined:
+                raise RuntimeFormatError(f"{where}: the name is defined twice")
+            count = len(node.inputs)
+            if (spec.inputs is None and count < 1) or (
+                spec.inputs is not None and count != spec.inputs
+            ):
+                raise RuntimeFormatError(
+                    f"{where}: takes {spec.inputs or 'one or more'} input(s), has {count}"
+                )
+            for source in node.inputs:
+                if source not in defined:
+                    raise RuntimeFormatError(f"{where}: input {source!r} is not defined before it")
+            missing = sorted(spec.attrs - node.attrs.keys())
+            if missing:
+                raise RuntimeFormatError(f"{where}: missing attribute(s) {', '.join(missing)}")
+            roles = set(node.tensors)
+            absent = sorted(spec.tensors - roles)
+            unknown = sorted(roles - spec.tensors - spec.optional_tensors)
+            if absent or unknown:
+                raise RuntimeFormatError(
+                    f"{where}: tensors {', '.join(absent)} missing"
+                    if absent
+                    else f"{where}: unknown tensor role(s) {', '.join(unknown)}"
+                )
+            if stored is not None:
+                for role, tensor in node.tensors.items():
+                    if tensor not in stored:
+                        raise RuntimeFormatError(f"{where}: its {role} tensor {tensor!r} is absent")
+            defined.add(node.name)
+        for output in self.outputs:
+            if output not in defined:
+                raise RuntimeFormatError(f"graph output {output!r} is not defined")
+        if not self.outputs:
+            raise RuntimeFormatError("the graph has no output")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Graph:
+        """Read the JSON form back; a malformed one is a :class:`RuntimeFormatError`."""
+        try:
+            (graph_input,) = data["inputs"]
+            nodes = [
+                Node(
+                    name=str(item["name"]),
+                    op=str(item["op"]),
+                    inputs=[str(source) for source in item["inputs"]],
+                    attrs=dict(item.get("attrs", {})),
+                    tensors={str(k): str(v) for k, v in item.get("tensors", {}).items()},
+                    shape=None if item.get("shape") is None else [int(d) for d in item["shape"]],
+                    modules=[str(m) for m in item.get("modules", [])],
+                )
+                for item in data["nodes"]
+            ]
+            graph = cls(
+                input_name=str(graph_input["name"]),
+                input_shape=[int(d) for d in graph_input["shape"]],
+                nodes=nodes,
+                outputs=[str(name) for name in data["outputs"]],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RuntimeFormatError(
+                f"the graph in the file header is malformed ({type(exc).__name__}: {exc})"
+            ) from None
+        return graph
