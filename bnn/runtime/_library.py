@@ -8,9 +8,9 @@ The library is a plain shared object built by the package's ``setup.py`` from
 from __future__ import annotations
 
 import ctypes
-import os
 import functools
 import importlib.machinery
+import os
 import warnings
 from pathlib import Path
 
