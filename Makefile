@@ -1,4 +1,4 @@
-# Two entry points: `make demo` runs the default job on the embedded data, `make test`
+# Two entry points: `make train` runs the default job on the embedded data, `make test`
 # runs the checks. Both create the virtual environment .venv on first use.
 
 PYTHON ?= python3
@@ -6,15 +6,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint
+.PHONY: train test lint
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard bnn/runtime/*.c bnn/runtime/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,onnx]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/bnn explain recipes/default.yaml --forward
+train: $(STAMP)
+	$(BIN)/bnn train recipes/default.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,7 +19,10 @@ from bnn_core.errors import BnnError
 # command -> (module, help)
 COMMANDS = {
     "list-plugins": ("bnn.cli.plugins", "show installed plugins and what each registered"),
-    "list": ("bnn.cli.listing", "list registered binarizers, layers, models or datasets"),
+    "list": (
+        "bnn.cli.listing",
+        "list registered binarizers, bconfigs, blocks, layers, models, datasets or optimizers",
+    ),
     "validate": ("bnn.cli.configs", "check a config file and report every problem"),
     "config-schema": ("bnn.cli.configs", "print the JSON Schema of config files"),
     "explain": ("bnn.cli.explain", "show how a config binarizes its model, layer by layer"),

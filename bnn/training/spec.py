@@ -91,7 +91,8 @@ class EmaSpec(Section):
 
 
 class TrainingSpec(Section):
-    """How to train: epochs, batches, optimizers per parameter group and the BNN tricks."""
+    """How to train: epochs, batches, optimizers per parameter group and the BNN tricks.
+    ``channels_last`` runs convolutions on NHWC tensors (often faster on CPUs)."""
 
     epochs: PositiveInt = 10
     grad_accumulation: PositiveInt = 1
@@ -104,6 +105,7 @@ class TrainingSpec(Section):
     amp: bool = False
     ema: EmaSpec | None = None
     progress: Literal["epoch", "step"] = "epoch"
+    channels_last: bool = False
 
     @model_validator(mode="after")
     def _every_group_trained_once(self) -> TrainingSpec:

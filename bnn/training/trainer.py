@@ -198,6 +198,8 @@ class Trainer:
         training = stage.training
         device = self.world.device
         model = self.model
+        if training.channels_last:
+            model.to(memory_format=torch.channels_last)
         wrapped: nn.Module = model
         if self.world.size > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -229,6 +231,8 @@ class Trainer:
             run.zero_grad()
             for inputs, targets in bar:
                 inputs, targets = inputs.to(device), targets.to(device)
+                if training.channels_last and inputs.dim() == 4:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
                 if training.progress == "step":
                     apply_progress(model, run.global_step, steps_per_epoch * training.epochs)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
