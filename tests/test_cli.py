@@ -55,6 +55,8 @@ def test_list_plugins_json(capsys):
 def test_list_binarizers_with_pattern(capsys):
     code, out, _ = run(capsys, "list", "binarizers", "*sign*")
     assert code == 0 and "approx_sign" in out and "ste_sign" in out and "xnor" not in out
+    code, out, _ = run(capsys, "list", "binarizers")
+    assert "  magnitude_aware_sign  " in out  # names are never folded in the table
     code, out, _ = run(capsys, "list", "binarizers", "xnor*", "--json")
     (row,) = json.loads(out)
     assert row["name"] == "xnor_weight" and row["roles"] == ["weight"]

@@ -106,6 +106,12 @@ def test_rprelu_bireal_and_pad_value(tmp_path):
     assert_agree(expected, got)
 
 
+def test_bireal_with_pooled_stem(tmp_path):
+    model = randomise(create_model("resnet8_bireal", binarize=True, width=16, stem_pool=True))
+    expected, got, _ = run_both(model, tmp_path / "p.bnnpack", (1, 28, 28))
+    assert_agree(expected, got)
+
+
 def test_binary_layers_feeding_binary_layers_exchange_packed_bits(tmp_path):
     model = randomise(create_model("binarynet_mlp", binarize=True, hidden=(256, 256, 256)))
     expected, got, _ = run_both(model, tmp_path / "mlp.bnnpack", (1, 28, 28))

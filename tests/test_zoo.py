@@ -230,6 +230,18 @@ def test_declared_binarization_replaces_only_the_bconfig():
     assert type(model.layer1[0].conv.activation_pre_process).__name__ == "SteSign"
 
 
+def test_stem_pool_halves_every_stage_resolution():
+    sizes = {}
+    for pool in (False, True):
+        model = bnn_core.create_model("resnet8_bireal", width=4, stem_pool=pool)
+        seen = []
+        for stage in (model.layer1, model.layer2, model.layer3):
+            stage.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.shape[-1]))
+        assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+        sizes[pool] = seen
+    assert sizes == {False: [28, 14, 7], True: [14, 7, 4]}
+
+
 def test_bad_model_options_are_config_errors():
     with pytest.raises(ConfigError, match="num_classes"):
         bnn_core.create_model("resnet18_bireal", num_classes=0)

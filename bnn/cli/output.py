@@ -18,13 +18,14 @@ def console() -> Any:
 def print_table(
     title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = ""
 ) -> None:
-    """Print ``rows`` as a table with a header of ``columns``."""
+    """Print ``rows`` as a table with a header of ``columns``; the first column (the
+    names users copy) is never folded, the others fold where the terminal is narrow."""
     from rich import box
     from rich.table import Table
 
     table = Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        table.add_column(column, overflow="fold", no_wrap=index == 0)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console().print(table)
