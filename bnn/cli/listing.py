@@ -77,8 +77,8 @@ def _field(fields: dict[str, Any], slot: str) -> str:
     return str(value)
 
 
-def _text(options: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in options.items()) or "-"
+def _text(options: dict[str, Any], separator: str = ", ") -> str:
+    return separator.join(f"{k}={v}" for k, v in options.items()) or "-"
 
 
 def run(name: str, args: argparse.Namespace) -> int:
@@ -108,8 +108,8 @@ def run(name: str, args: argparse.Namespace) -> int:
                 ", ".join(r["roles"]),
                 r["value_set"],
                 r["bit_width"] or "-",
-                ", ".join(r["learnable"]) or "-",
-                _text(r["options"]),
+                "\n".join(r["learnable"]) or "-",
+                _text(r["options"], "\n"),
                 "yes" if r["packable"] else "no",
             )
             for r in rows
