@@ -4,11 +4,12 @@ checkpoint, measured in one run.
 
 Latency: the exported network (``bnn.runtime.load``, float32 file) and torchvision's
 ResNet-18 (float32, eval, no gradients) run on the same random 1x3x224x224 input with
-the same number of threads, interleaved call by call in one process; each figure is
-the median over rounds. As in ``bnn bench``, OpenMP's idle threads sleep instead of
-busy-waiting (``OMP_WAIT_POLICY=PASSIVE`` unless set), since the kernels' OpenMP
-runtime and PyTorch's share the process. Also timed: the float twin of the Bi-Real
-network itself (the same architecture without binarizers). Size: the exported file against
+the same number of threads in one process, PyTorch with its default settings. Rounds
+interleave the three: each runs ``--calls`` calls of one, then of the next, and each
+figure is the median over rounds of the per-round median call, so the first call after
+a switch (when the other runtime's idle threads are still spinning on the cores) does
+not count. Also timed: the float twin of the Bi-Real network itself (the same
+architecture without binarizers). Size: the exported file against
 ``torch.save(state_dict)`` of the float ResNet-18. Targets: >= 5x faster, <= 1/8 of
 the float checkpoint. The machine's load average is printed before and after, since
 other processes on the cores inflate both sides (multi-threaded runs the most)::
@@ -18,13 +19,10 @@ other processes on the cores inflate both sides (multi-threaded runs the most)::
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch and the kernels load
-
 import argparse
 import io
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -50,16 +48,20 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-def timed(fn) -> float:
-    """Seconds ``fn()`` takes."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def per_call(fn, calls: int) -> float:
+    """Median seconds of one call of ``fn`` over ``calls`` calls."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=5, help="calls of each per round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -82,15 +84,16 @@ def main() -> None:
         for _ in range(2):
             network(x), reference(tensor), twin(tensor)
         for _ in range(args.rounds):
-            times["packed"].append(timed(lambda: network(x)))
-            times["torchvision"].append(timed(lambda: reference(tensor)))
-            times["twin"].append(timed(lambda: twin(tensor)))
+            times["packed"].append(per_call(lambda: network(x), args.calls))
+            times["torchvision"].append(per_call(lambda: reference(tensor), args.calls))
+            times["twin"].append(per_call(lambda: twin(tensor), args.calls))
     load_after = os.getloadavg()
     median = {name: statistics.median(values) * 1e3 for name, values in times.items()}
     float_checkpoint = checkpoint_bytes(reference)
     figures = {
         "threads": args.threads,
         "rounds": args.rounds,
+        "calls": args.calls,
         "isa": kernels.isa(),
         "load_average_before": load_before[0],
         "load_average_after": load_after[0],
@@ -108,8 +111,8 @@ def main() -> None:
         return
     print(
         f"Bi-Real ResNet-18, batch 1 x {'x'.join(map(str, SHAPE))}, {args.threads} threads, "
-        f"median of {args.rounds} interleaved rounds (kernels: {figures['isa']}; load "
-        f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after)"
+        f"median of {args.rounds} interleaved rounds x {args.calls} calls (kernels: "
+        f"{figures['isa']}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after)"
     )
     print(f"  packed runtime                {median['packed']:8.2f} ms")
     print(

@@ -1,12 +1,7 @@
 """``bnn bench MODEL_OR_FILE``: per-layer and whole-network latency of the packed runtime
 against the float twin (the same network without binarizers, float32, eval) in
-PyTorch, measured interleaved in one process; medians and ratios.
-
-The binary kernels and PyTorch each bring an OpenMP runtime whose idle threads
-busy-wait by default; in one process each would slow the other down. The command
-sets ``OMP_WAIT_POLICY=PASSIVE`` for both (unless the environment sets a policy),
-before either is loaded: idle threads then sleep (PyTorch alone is as fast either way
-within the noise of a 2-core machine)."""
+PyTorch, measured interleaved in one process; medians and ratios (see
+:mod:`bnn.deploy.bench`)."""
 
 from __future__ import annotations
 
@@ -45,9 +40,6 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(name: str, args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import tempfile
 
     import numpy as np

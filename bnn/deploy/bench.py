@@ -1,10 +1,11 @@
 """Latency of a packed network against its float twin in PyTorch, measured in one
 process, interleaved round by round so that both see the same machine load.
 
-Each round runs, back to back: the packed network, the float model (eval, no
-gradients), then each of them again with per-layer timing (per-node clocks in the
-runtime, forward hooks on the float model's leaf modules). Figures are medians over
-the rounds. A runtime node is compared with the float modules it computes
+Each round runs the packed network three times: once untimed (PyTorch's idle threads
+spin on the cores for a while after its last call), once timed as a whole, once with
+per-node clocks; then the float model (eval, no gradients) the same way, its layers
+timed by forward hooks on its leaf modules. Both run with their default settings.
+Figures are medians over the rounds. A runtime node is compared with the float modules it computes
 (``Node.modules``: a binary layer with the batch norm folded into it is compared with
 the float convolution plus that batch norm); a module called several times (a shared
 activation) is matched call by call, in order; nodes without a module (additions,
@@ -178,11 +179,13 @@ def compare(
                 network(x)
                 float_model(tensor)
             for _ in range(rounds):
+                network(x)  # untimed: the float model's idle threads may still hold the cores
                 whole_runtime.append(_timed(lambda: network(x)))
-                whole_torch.append(_timed(lambda: float_model(tensor)))
                 _, timings = network.run(x, profile=True)
                 for timing in timings:
                     per_node[timing.name].append(timing.seconds)
+                float_model(tensor)  # untimed, likewise
+                whole_torch.append(_timed(lambda: float_model(tensor)))
                 with clock.measuring() as calls:
                     float_model(tensor)
                 for name, seconds in _match_calls(network, calls).items():

@@ -84,13 +84,28 @@ void bnn_pack_avx512(const float *x, int64_t x_stride, const float *thr, int64_t
                      int64_t rows, uint64_t *out, int64_t out_stride);
 #endif
 
-/* Dispatch and threading (_kernels.c). */
+/* Dispatch (_kernels.c). */
 BNN_API int bnn_isa_supported(int isa);
 bnn_tile_fn bnn_tile_kernel(int isa);
 bnn_pack_fn bnn_pack_kernel(int isa);
 bnn_ones_fn bnn_ones_kernel(void);
-int bnn_team_size(int64_t requested, int64_t work_items, int64_t work);
 void *bnn_alloc64(size_t bytes);
+
+/* Threads (_kernels_threads.c). A task is run by every member tid in [0, nt) of a team;
+ * bnn_parallel returns when all of them have finished (nt <= 1: on the caller alone). */
+typedef void (*bnn_task_fn)(void *ctx, int tid, int nt);
+void bnn_parallel(int nt, bnn_task_fn fn, void *ctx);
+BNN_API int bnn_default_threads(void);
+/* Threads for a call: the request (or the default), but no more than there are work
+ * items and no more than the amount of work (in word operations) pays for. */
+int bnn_team_size(int64_t requested, int64_t work_items, int64_t work);
+
+/* Member tid's contiguous share [*start, *stop) of count items (a static schedule). */
+static inline void bnn_share(int64_t count, int tid, int nt, int64_t *start, int64_t *stop)
+{
+    *start = count * tid / nt;
+    *stop = count * (tid + 1) / nt;
+}
 
 /* Write the output bits of up to 16 consecutive channels starting at channel oc of a
  * packed output row. Bits of invalid lanes must already be cleared. When the chunk

@@ -11,7 +11,7 @@
  * and, for packed output, turned into integer bounds on the dot product; and, for zero
  * padding, each tap's weight sum is tabulated (see below).
  *
- * bnn_conv2d_run then, inside one thread team:
+ * bnn_conv2d_run then, each step shared out to the thread team (_kernels_threads.c):
  *  1. writes the input (float or packed) into a padded, group-aligned packed buffer
  *     [N][H + 2ph][W + 2pw][groups * words_per_group]; border pixels hold the padding
  *     sign (+1: all valid channel bits set; -1 and 0: all bits clear);
@@ -226,6 +226,122 @@ static int64_t margin_classes(int64_t out, int64_t in, int64_t k, int64_t stride
     return n;
 }
 
+/* Everything the two phases of a run share. */
+typedef struct {
+    const bnn_conv *cv;
+    int64_t n, h, w, hp, wp, ho, wo, hs, ws, wpp, npix, ntiles, ncg, items, ncc;
+    const float *xf;
+    const uint64_t *xq, *xsrc, *fill;
+    uint64_t *xbuf, *yq;
+    float *yf;
+    const int64_t *offs, *rc, *cc;
+    const int32_t *const *class_corr;
+    int atomic_bits;
+    bnn_pack_fn pack;
+    bnn_tile_fn tile;
+} run_job;
+
+/* Phase 1: the padded, group-aligned packed input, one buffer row at a time. */
+static void fill_task(void *ctx, int tid, int nt)
+{
+    const run_job *j = ctx;
+    const bnn_conv *cv = j->cv;
+    const int64_t h = j->h, w = j->w, hp = j->hp, wp = j->wp, wpp = j->wpp, ph = cv->ph;
+    const int64_t pw = cv->pw, c = cv->c, G = cv->groups, cpg = cv->cpg, cwg = cv->cwg;
+    const int64_t cw = cv->cw;
+    int64_t r0, r1;
+    bnn_share(j->n * hp, tid, nt, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t ni = r / hp, yi = r % hp - ph;
+        uint64_t *row = j->xbuf + r * wp * wpp;
+        const int inside = yi >= 0 && yi < h;
+        for (int64_t xp = 0; xp < wp; xp++)
+            if (!inside || xp < pw || xp >= pw + w)
+                memcpy(row + xp * wpp, j->fill, (size_t)wpp * sizeof *row);
+        if (!inside)
+            continue;
+        uint64_t *dst = row + pw * wpp;     /* first pixel inside the input */
+        const int64_t pix = (ni * h + yi) * w; /* its index in the input */
+        if (j->xf) {
+            for (int64_t g = 0; g < G; g++)
+                j->pack(j->xf + pix * c + g * cpg, c, cv->in_thr ? cv->in_thr + g * cpg : NULL,
+                        cpg, w, dst + g * cwg, wpp);
+        } else if (G == 1 || cpg % 64 == 0) {
+            memcpy(dst, j->xq + pix * cw, (size_t)(w * cw) * sizeof *dst);
+            if (cv->last_mask != ~0ULL)
+                for (int64_t xi = 0; xi < w; xi++)
+                    dst[xi * cw + cw - 1] &= cv->last_mask;
+        } else {
+            for (int64_t xi = 0; xi < w; xi++) {
+                const uint64_t *src = j->xq + (pix + xi) * cw;
+                for (int64_t g = 0; g < G; g++)
+                    for (int64_t k = 0; k < cwg; k++) {
+                        const int bits = (int)(cpg - 64 * k < 64 ? cpg - 64 * k : 64);
+                        dst[xi * wpp + g * cwg + k] = extract_bits(src, cw, g * cpg + 64 * k, bits);
+                    }
+            }
+        }
+    }
+}
+
+/* Phase 2: the work items (chunk-major, so a thread keeps reusing a chunk's weights). */
+static void compute_task(void *ctx, int tid, int nt)
+{
+    const run_job *j = ctx;
+    const bnn_conv *cv = j->cv;
+    const int64_t ho = j->ho, wo = j->wo, hs = j->hs, ws = j->ws, wpp = j->wpp;
+    const int64_t sh = cv->sh, sw = cv->sw, opg = cv->opg, cwg = cv->cwg, nbg = cv->nbg;
+    int64_t i0, i1;
+    bnn_share(j->items, tid, nt, &i0, &i1);
+    for (int64_t it = i0; it < i1; it++) {
+        const int64_t chunk = it / j->ntiles, p0 = (it % j->ntiles) * BNN_TILE;
+        const int64_t g = chunk / j->ncg, blk0 = (chunk % j->ncg) * BNN_CHUNK_BLOCKS;
+        const int64_t lane0 = (g * nbg + blk0) * BNN_BLOCK;
+        const int64_t nb = nbg - blk0 < BNN_CHUNK_BLOCKS ? nbg - blk0 : BNN_CHUNK_BLOCKS;
+        bnn_tile t;
+        t.offs = j->offs;
+        t.L = cv->L;
+        t.kc = (int32_t)(cv->K * cv->cpg);
+        t.w = cv->wb + lane0 * cv->L;
+        t.scale = cv->scale + lane0;
+        t.bias = cv->bias + lane0;
+        t.thr = cv->thr && j->yq ? cv->thr + lane0 : NULL;
+        t.dmin = cv->dmin ? cv->dmin + lane0 : NULL;
+        t.dmax = cv->dmax ? cv->dmax + lane0 : NULL;
+        t.nb = (int)nb;
+        t.lanes = (int)(opg - blk0 * BNN_BLOCK < nb * BNN_BLOCK ? opg - blk0 * BNN_BLOCK
+                                                                : nb * BNN_BLOCK);
+        t.oc = g * opg + blk0 * BNN_BLOCK;
+        t.packed_out = j->yq != NULL;
+        t.atomic_bits = j->atomic_bits;
+        t.npix = (int)(j->npix - p0 < BNN_TILE ? j->npix - p0 : BNN_TILE);
+        /* Output coordinates of the tile's first pixel; the input pointer then advances
+         * one output pixel at a time and is recomputed at each new row. */
+        int64_t ni = p0 / (ho * wo), oy = (p0 / wo) % ho, ox = p0 % wo;
+        const uint64_t *xpix = j->xsrc + ((ni * hs + oy * sh) * ws + ox * sw) * wpp + g * cwg;
+        const int32_t *const *crow = j->class_corr ? j->class_corr + j->rc[oy] * j->ncc : NULL;
+        for (int p = 0; p < t.npix; p++) {
+            const int64_t pix = p0 + p;
+            t.x[p] = xpix;
+            t.corr[p] = crow && crow[j->cc[ox]] ? crow[j->cc[ox]] + lane0 : NULL;
+            t.yf[p] = j->yf ? j->yf + pix * cv->o : NULL;
+            t.yp[p] = j->yq ? j->yq + pix * cv->cow : NULL;
+            if (++ox < wo) {
+                xpix += sw * wpp;
+            } else if (p + 1 < t.npix) {
+                ox = 0;
+                if (++oy == ho) {
+                    oy = 0;
+                    ni++;
+                }
+                xpix = j->xsrc + (ni * hs + oy * sh) * ws * wpp + g * cwg;
+                crow = j->class_corr ? j->class_corr + j->rc[oy] * j->ncc : NULL;
+            }
+        }
+        j->tile(&t);
+    }
+}
+
 /* Run a prepared layer on x: float32 [n, h, w, C] (x_packed == 0) or packed
  * [n, h, w, ceil(C / 64)]; y: float32 [n, ho, wo, O] (y_packed == 0) or packed
  * [n, ho, wo, ceil(O / 64)], fully written. */
@@ -237,33 +353,36 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
         return BNN_EINVAL;
     if (!bnn_isa_supported((int)isa))
         return BNN_EISA;
-    const int64_t c = cv->c, o = cv->o, kh = cv->kh, kw = cv->kw, sh = cv->sh, sw = cv->sw;
-    const int64_t ph = cv->ph, pw = cv->pw, G = cv->groups, cpg = cv->cpg, opg = cv->opg;
-    const int64_t cw = cv->cw, cwg = cv->cwg, cow = cv->cow, K = cv->K, L = cv->L;
-    const int64_t nbg = cv->nbg, lanes = cv->lanes;
-    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
-    if (hp < kh || wp < kw)
+    const int64_t kh = cv->kh, kw = cv->kw, ph = cv->ph, pw = cv->pw, G = cv->groups;
+    const int64_t cpg = cv->cpg, opg = cv->opg, cw = cv->cw, cwg = cv->cwg, K = cv->K;
+    const int64_t L = cv->L, lanes = cv->lanes;
+    run_job j = {.cv = cv, .n = n, .h = h, .w = w, .hp = h + 2 * ph, .wp = w + 2 * pw};
+    if (j.hp < kh || j.wp < kw)
         return BNN_EINVAL;
-    const int64_t ho = (hp - kh) / sh + 1, wo = (wp - kw) / sw + 1;
-    const int64_t ncg = (nbg + BNN_CHUNK_BLOCKS - 1) / BNN_CHUNK_BLOCKS; /* chunks/group */
-    const int64_t npix = n * ho * wo, ntiles = (npix + BNN_TILE - 1) / BNN_TILE;
-    const int64_t items = G * ncg * ntiles;
-    const float *xf = x_packed ? NULL : (const float *)x;
-    const uint64_t *xq = x_packed ? (const uint64_t *)x : NULL;
-    float *yf = y_packed ? NULL : (float *)y;
-    uint64_t *yq = y_packed ? (uint64_t *)y : NULL;
+    const int64_t ho = (j.hp - kh) / cv->sh + 1, wo = (j.wp - kw) / cv->sw + 1;
+    j.ho = ho;
+    j.wo = wo;
+    j.ncg = (cv->nbg + BNN_CHUNK_BLOCKS - 1) / BNN_CHUNK_BLOCKS; /* chunks per group */
+    j.npix = n * ho * wo;
+    j.ntiles = (j.npix + BNN_TILE - 1) / BNN_TILE;
+    j.items = G * j.ncg * j.ntiles;
+    j.xf = x_packed ? NULL : (const float *)x;
+    j.xq = x_packed ? (const uint64_t *)x : NULL;
+    j.yf = y_packed ? NULL : (float *)y;
+    j.yq = y_packed ? (uint64_t *)y : NULL;
 
     /* A packed input that needs no padding and has no unused bits (every group fills
      * whole words) is read in place; otherwise it is copied, which also clears stray
      * bits beyond the channels. */
-    const int direct = xq && ph == 0 && pw == 0 && cpg % 64 == 0;
+    const int direct = j.xq && ph == 0 && pw == 0 && cpg % 64 == 0;
     const int64_t wpp = direct ? cw : G * cwg; /* words per pixel in the buffer */
     const int zero_pad = cv->pad_value == 0 && (ph > 0 || pw > 0);
+    j.wpp = wpp;
 
     int status = BNN_ENOMEM;
     int64_t *offs = malloc((size_t)(L + 3 * (ho + wo)) * sizeof *offs);
     uint64_t *fill = malloc((size_t)wpp * sizeof *fill);
-    uint64_t *xbuf = direct ? NULL : bnn_alloc64((size_t)(n * hp * wp * wpp) * sizeof *xbuf);
+    uint64_t *xbuf = direct ? NULL : bnn_alloc64((size_t)(n * j.hp * j.wp * wpp) * sizeof *xbuf);
     int32_t *corr = NULL;
     /* Per (row class, column class): its correction row, NULL when no tap falls outside. */
     const int32_t **class_corr = NULL;
@@ -273,24 +392,23 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     int64_t *cc = rhi + ho, *clo = cc + wo, *chi = clo + wo;
 
     for (int64_t t = 0; t < K; t++)
-        for (int64_t j = 0; j < cwg; j++)
-            offs[t * cwg + j] = ((t / kw) * wp + (t % kw)) * wpp + j;
+        for (int64_t k = 0; k < cwg; k++)
+            offs[t * cwg + k] = ((t / kw) * j.wp + (t % kw)) * wpp + k;
     for (int64_t k = 0; k < wpp; k++)
         fill[k] = cv->pad_value == 1 ? (k % cwg == cwg - 1 ? cv->last_mask : ~0ULL) : 0;
-    int64_t ncc = 0;
     if (zero_pad) {
-        const int64_t nrc = margin_classes(ho, h, kh, sh, ph, rc, rlo, rhi);
-        ncc = margin_classes(wo, w, kw, sw, pw, cc, clo, chi);
-        corr = calloc((size_t)(nrc * ncc * lanes), sizeof *corr);
-        class_corr = malloc((size_t)(nrc * ncc) * sizeof *class_corr);
+        const int64_t nrc = margin_classes(ho, h, kh, cv->sh, ph, rc, rlo, rhi);
+        j.ncc = margin_classes(wo, w, kw, cv->sw, pw, cc, clo, chi);
+        corr = calloc((size_t)(nrc * j.ncc * lanes), sizeof *corr);
+        class_corr = malloc((size_t)(nrc * j.ncc) * sizeof *class_corr);
         if (!corr || !class_corr)
             goto done;
         for (int64_t r = 0; r < nrc; r++)
-            for (int64_t q = 0; q < ncc; q++) {
-                int32_t *dst = corr + (r * ncc + q) * lanes;
+            for (int64_t q = 0; q < j.ncc; q++) {
+                int32_t *dst = corr + (r * j.ncc + q) * lanes;
                 /* Positions whose taps all fall inside need no correction. */
                 const int inside = rlo[r] == 0 && rhi[r] == kh && clo[q] == 0 && chi[q] == kw;
-                class_corr[r * ncc + q] = inside ? NULL : dst;
+                class_corr[r * j.ncc + q] = inside ? NULL : dst;
                 for (int64_t t = 0; t < K; t++) {
                     const int64_t ky = t / kw, kx = t % kw;
                     if (ky >= rlo[r] && ky < rhi[r] && kx >= clo[q] && kx < chi[q])
@@ -303,105 +421,27 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     }
     /* Packed output words are assembled from byte stores (or atomic ORs); they start
      * from zero unless every byte of every word is written by its own block. */
-    const int atomic_bits = G > 1 && opg % 8 != 0;
-    if (yq && (atomic_bits || o % 64 != 0))
-        memset(yq, 0, (size_t)(npix * cow) * sizeof *yq);
+    j.atomic_bits = G > 1 && opg % 8 != 0;
+    if (j.yq && (j.atomic_bits || cv->o % 64 != 0))
+        memset(j.yq, 0, (size_t)(j.npix * cv->cow) * sizeof *j.yq);
 
-    const uint64_t *xsrc = direct ? xq : xbuf;
-    const int64_t hs = direct ? h : hp, ws = direct ? w : wp;
-    const bnn_tile_fn tile = bnn_tile_kernel((int)isa);
-    const bnn_pack_fn pack = bnn_pack_kernel((int)isa);
-    const int nt = bnn_team_size(threads, items, npix * lanes * L);
-
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        /* 1. Padded, group-aligned packed input, one buffer row at a time. */
-        if (!direct) {
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < n * hp; r++) {
-                const int64_t ni = r / hp, yi = r % hp - ph;
-                uint64_t *row = xbuf + r * wp * wpp;
-                const int inside = yi >= 0 && yi < h;
-                for (int64_t xp = 0; xp < wp; xp++)
-                    if (!inside || xp < pw || xp >= pw + w)
-                        memcpy(row + xp * wpp, fill, (size_t)wpp * sizeof *row);
-                if (!inside)
-                    continue;
-                uint64_t *dst = row + pw * wpp;     /* first pixel inside the input */
-                const int64_t pix = (ni * h + yi) * w; /* its index in the input */
-                if (xf) {
-                    for (int64_t g = 0; g < G; g++)
-                        pack(xf + pix * c + g * cpg, c, cv->in_thr ? cv->in_thr + g * cpg : NULL,
-                             cpg, w, dst + g * cwg, wpp);
-                } else if (G == 1 || cpg % 64 == 0) {
-                    memcpy(dst, xq + pix * cw, (size_t)(w * cw) * sizeof *dst);
-                    if (cv->last_mask != ~0ULL)
-                        for (int64_t xi = 0; xi < w; xi++)
-                            dst[xi * cw + cw - 1] &= cv->last_mask;
-                } else {
-                    for (int64_t xi = 0; xi < w; xi++) {
-                        const uint64_t *src = xq + (pix + xi) * cw;
-                        for (int64_t g = 0; g < G; g++)
-                            for (int64_t j = 0; j < cwg; j++) {
-                                const int bits = (int)(cpg - 64 * j < 64 ? cpg - 64 * j : 64);
-                                dst[xi * wpp + g * cwg + j] =
-                                    extract_bits(src, cw, g * cpg + 64 * j, bits);
-                            }
-                    }
-                }
-            }
-        }
-
-        /* 2. Compute. */
-#pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++) {
-            const int64_t chunk = it / ntiles, p0 = (it % ntiles) * BNN_TILE;
-            const int64_t g = chunk / ncg, blk0 = (chunk % ncg) * BNN_CHUNK_BLOCKS;
-            const int64_t lane0 = (g * nbg + blk0) * BNN_BLOCK;
-            const int64_t nb = nbg - blk0 < BNN_CHUNK_BLOCKS ? nbg - blk0 : BNN_CHUNK_BLOCKS;
-            bnn_tile t;
-            t.offs = offs;
-            t.L = L;
-            t.kc = (int32_t)(K * cpg);
-            t.w = cv->wb + lane0 * L;
-            t.scale = cv->scale + lane0;
-            t.bias = cv->bias + lane0;
-            t.thr = cv->thr && yq ? cv->thr + lane0 : NULL;
-            t.dmin = cv->dmin ? cv->dmin + lane0 : NULL;
-            t.dmax = cv->dmax ? cv->dmax + lane0 : NULL;
-            t.nb = (int)nb;
-            t.lanes = (int)(opg - blk0 * BNN_BLOCK < nb * BNN_BLOCK ? opg - blk0 * BNN_BLOCK
-                                                                    : nb * BNN_BLOCK);
-            t.oc = g * opg + blk0 * BNN_BLOCK;
-            t.packed_out = yq != NULL;
-            t.atomic_bits = atomic_bits;
-            t.npix = (int)(npix - p0 < BNN_TILE ? npix - p0 : BNN_TILE);
-            /* Output coordinates of the tile's first pixel; the input pointer then
-             * advances one output pixel at a time and is recomputed at each new row. */
-            int64_t ni = p0 / (ho * wo), oy = (p0 / wo) % ho, ox = p0 % wo;
-            const uint64_t *xpix = xsrc + ((ni * hs + oy * sh) * ws + ox * sw) * wpp + g * cwg;
-            const int32_t *const *crow = class_corr ? class_corr + rc[oy] * ncc : NULL;
-            for (int p = 0; p < t.npix; p++) {
-                const int64_t pix = p0 + p;
-                t.x[p] = xpix;
-                t.corr[p] = crow && crow[cc[ox]] ? crow[cc[ox]] + lane0 : NULL;
-                t.yf[p] = yf ? yf + pix * o : NULL;
-                t.yp[p] = yq ? yq + pix * cow : NULL;
-                if (++ox < wo) {
-                    xpix += sw * wpp;
-                } else if (p + 1 < t.npix) {
-                    ox = 0;
-                    if (++oy == ho) {
-                        oy = 0;
-                        ni++;
-                    }
-                    xpix = xsrc + (ni * hs + oy * sh) * ws * wpp + g * cwg;
-                    crow = class_corr ? class_corr + rc[oy] * ncc : NULL;
-                }
-            }
-            tile(&t);
-        }
+    j.xbuf = xbuf;
+    j.fill = fill;
+    j.xsrc = direct ? j.xq : xbuf;
+    j.hs = direct ? h : j.hp;
+    j.ws = direct ? w : j.wp;
+    j.offs = offs;
+    j.rc = rc;
+    j.cc = cc;
+    j.class_corr = class_corr;
+    j.tile = bnn_tile_kernel((int)isa);
+    j.pack = bnn_pack_kernel((int)isa);
+    if (!direct) {
+        /* Packing a row costs about a quarter of a word operation per input value. */
+        const int64_t values = n * j.hp * j.wp * (j.xf ? cv->c : wpp * 16);
+        bnn_parallel(bnn_team_size(threads, n * j.hp, values / 4), fill_task, &j);
     }
+    bnn_parallel(bnn_team_size(threads, j.items, j.npix * lanes * L), compute_task, &j);
     status = BNN_OK;
 
 done:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.machinery
-import os
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,9 @@ ERRORS = {
 
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
+
+#: ``bnn_callback``: a function of (member, team size) run by every member of a team.
+CALLBACK = ctypes.CFUNCTYPE(None, _I64, _I64)
 
 
 class ConvSpec(ctypes.Structure):
@@ -67,8 +69,6 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.bnn_isa_supported.restype = ctypes.c_int
     lib.bnn_best_isa.argtypes = []
     lib.bnn_best_isa.restype = ctypes.c_int
-    lib.bnn_has_openmp.argtypes = []
-    lib.bnn_has_openmp.restype = ctypes.c_int
     lib.bnn_default_threads.argtypes = []
     lib.bnn_default_threads.restype = ctypes.c_int
     lib.bnn_pack_activations.argtypes = [_PTR, _PTR, _I64, _I64, _PTR, _I64, _I64]
@@ -80,6 +80,14 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # layer, x, x_packed, n, h, w, y, y_packed, isa, threads
     lib.bnn_conv2d_run.argtypes = [_PTR, _PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _I64, _I64]
     lib.bnn_conv2d_run.restype = ctypes.c_int
+    # x, n, h, w, c, y, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor, threads
+    lib.bnn_pool2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR] + [_I64] * 12
+    lib.bnn_pool2d.restype = ctypes.c_int
+    # x, rows, c, shift_in, slope, shift_out, y, threads
+    lib.bnn_prelu.argtypes = [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _I64]
+    lib.bnn_prelu.restype = ctypes.c_int
+    lib.bnn_parallel_callback.argtypes = [_I64, CALLBACK]
+    lib.bnn_parallel_callback.restype = None
     return lib
 
 
@@ -89,9 +97,6 @@ def load() -> ctypes.CDLL | None:
     callers then fall back to the NumPy reference implementation."""
     path = library_path()
     reason = "it was not built"
-    # OpenMP threads that spin after each kernel call slow whatever runs next (NumPy,
-    # torch in the same process); sleeping waiters cost little between layers.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if path is not None:
         try:
             return _declare(ctypes.CDLL(str(path)))

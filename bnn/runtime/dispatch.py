@@ -63,9 +63,9 @@ def _resolve(setting: str) -> str:
 
 
 def default_threads() -> int:
-    """Threads a call uses when ``threads`` is None (1 without OpenMP or library)."""
+    """Threads a call uses when ``threads`` is None (1 without the library)."""
     lib = _library.load()
-    if lib is None or not lib.bnn_has_openmp():
+    if lib is None:
         return 1
     return int(lib.bnn_default_threads())
 

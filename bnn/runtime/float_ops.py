@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from bnn.runtime import parallel
+from bnn.runtime import _library, parallel
 
 #: Convolutions of at least this many multiply-adds, and poolings of inputs of at least
 #: this many values, run as bands on several threads; smaller ones on one (handing work
@@ -155,6 +155,9 @@ def max_pool2d(
 ) -> np.ndarray:
     """Max pooling of ``x`` (NHWC) as PyTorch computes it (padding never wins)."""
     out = _pool_sizes(x, kernel, stride, padding, ceil_mode)
+    native = _native_pool(x, kernel, stride, padding, out, 0, False, None, threads)
+    if native is not None:
+        return native
     return _pool(x, kernel, stride, padding, out, np.maximum, threads)
 
 
@@ -173,6 +176,9 @@ def avg_pool2d(
     ``divisor`` when given (padding adds zeros to the sums)."""
     h, w = x.shape[1:3]
     out = _pool_sizes(x, kernel, stride, padding, ceil_mode)
+    native = _native_pool(x, kernel, stride, padding, out, 1, count_include_pad, divisor, threads)
+    if native is not None:
+        return native
     total = _pool(x, kernel, stride, padding, out, np.add, threads)
     if divisor:
         total *= np.float32(1.0 / divisor)
@@ -181,6 +187,45 @@ def avg_pool2d(
     counts_w = _window_counts(w, kernel[1], stride[1], padding[1], out[1], count_include_pad)
     total /= np.outer(counts_h, counts_w).astype(np.float32)[:, :, None]
     return total
+
+
+def _native_pool(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    out: Sequence[int],
+    average: int,
+    include_pad: bool,
+    divisor: int | None,
+    threads: int,
+) -> np.ndarray | None:
+    """The pooling in one pass of the compiled library (``bnn_pool2d``), or None without
+    the library or for windows it does not take (padding of a whole kernel or more)."""
+    lib = _library.load()
+    if lib is None or min(out) < 1:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, h, w, c = x.shape
+    y = np.empty((n, out[0], out[1], c), dtype=np.float32)
+    status = lib.bnn_pool2d(
+        x.ctypes.data,
+        n,
+        h,
+        w,
+        c,
+        y.ctypes.data,
+        out[0],
+        out[1],
+        *kernel,
+        *stride,
+        *padding,
+        average,
+        int(include_pad),
+        divisor or 0,
+        threads,
+    )
+    return y if status == 0 else None
 
 
 def _pool(

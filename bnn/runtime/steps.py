@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bnn.runtime import float_ops
+from bnn.runtime import _library, float_ops
 from bnn.runtime.errors import RuntimeInputError
 
 Floats = Callable[[str], "np.ndarray | None"]
@@ -115,17 +115,59 @@ def _leaky(slope: np.ndarray) -> Callable[[np.ndarray, np.ndarray | None], np.nd
     return general
 
 
+def _native_prelu(
+    x: np.ndarray,
+    out: np.ndarray | None,
+    shift_in: np.ndarray | None,
+    slope: np.ndarray,
+    shift_out: np.ndarray | None,
+    threads: int,
+) -> np.ndarray | None:
+    """``prelu(x + shift_in) + shift_out`` in one pass of the compiled library
+    (``bnn_prelu``), into ``out`` when given; None without the library."""
+    lib = _library.load()
+    if lib is None or x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim < 2:
+        return None
+    channels = x.shape[-1]
+    per_channel = [
+        None if v is None else np.ascontiguousarray(np.broadcast_to(v, (channels,)))
+        for v in (shift_in, slope, shift_out)
+    ]
+    y = np.empty_like(x) if out is None else out
+    lib.bnn_prelu(
+        x.ctypes.data,
+        x.size // channels,
+        channels,
+        *(None if v is None else v.ctypes.data for v in per_channel),
+        y.ctypes.data,
+        threads,
+    )
+    return y
+
+
 def prelu(attrs: dict[str, Any], floats: Floats, threads: int) -> Step:
-    leaky = _leaky(_required(floats, "slope"))
-    return lambda inputs, reuse: leaky(inputs[0], _target(inputs, reuse))
+    slope = _required(floats, "slope")
+    leaky = _leaky(slope)
+
+    def step(inputs: list[np.ndarray], reuse: bool) -> np.ndarray:
+        out = _target(inputs, reuse)
+        native = _native_prelu(inputs[0], out, None, slope, None, threads)
+        return leaky(inputs[0], out) if native is None else native
+
+    return step
 
 
 def rprelu(attrs: dict[str, Any], floats: Floats, threads: int) -> Step:
     shift_in, shift_out = _required(floats, "shift_in"), _required(floats, "shift_out")
-    leaky = _leaky(_required(floats, "slope"))
+    slope = _required(floats, "slope")
+    leaky = _leaky(slope)
 
     def step(inputs: list[np.ndarray], reuse: bool) -> np.ndarray:
-        shifted = np.add(inputs[0], shift_in, out=_target(inputs, reuse))
+        out = _target(inputs, reuse)
+        native = _native_prelu(inputs[0], out, shift_in, slope, shift_out, threads)
+        if native is not None:
+            return native
+        shifted = np.add(inputs[0], shift_in, out=out)
         y = leaky(shifted, shifted)
         y += shift_out
         return y

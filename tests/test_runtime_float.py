@@ -1,0 +1,163 @@
+"""The runtime's float operations and its thread team: pooling and PReLU in the compiled
+library against PyTorch (and against the NumPy fallback used without the library), and
+the team under concurrent callers, failing tasks and fork()."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bnn.runtime import _library, float_ops, kernels, parallel, steps
+
+pytestmark = pytest.mark.skipif(_library.load() is None, reason="the library is not built")
+
+POOLS = [
+    # kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ((3, 3), (2, 2), (1, 1), False, True, None),
+    ((3, 3), (2, 2), (1, 1), True, False, None),
+    ((2, 2), (2, 2), (0, 0), True, True, None),
+    ((3, 2), (1, 2), (1, 0), False, False, None),
+    ((3, 3), (2, 1), (1, 1), True, True, 4),
+    ((1, 1), (2, 2), (0, 0), False, True, None),
+]
+
+
+def nhwc(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
+
+
+def pools(x: np.ndarray, case, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    kernel, stride, padding, ceil_mode, include_pad, divisor = case
+    maximum = float_ops.max_pool2d(x, kernel, stride, padding, ceil_mode, threads)
+    average = float_ops.avg_pool2d(
+        x, kernel, stride, padding, ceil_mode, include_pad, divisor, threads
+    )
+    return maximum, average
+
+
+@pytest.mark.parametrize("case", POOLS)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_pooling_matches_torch_and_the_numpy_fallback(case, threads, monkeypatch):
+    kernel, stride, padding, ceil_mode, include_pad, divisor = case
+    x = torch.randn(2, 70, 13, 10)
+    x[0, 3, 4, 4] = float("nan")
+    x[1, :, 0, 0] = float("-inf")
+    expected_max = F.max_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode)
+    expected_avg = F.avg_pool2d(
+        x, kernel, stride, padding, ceil_mode, include_pad, divisor_override=divisor
+    )
+    maximum, average = pools(nhwc(x), case, threads)
+    np.testing.assert_array_equal(maximum, nhwc(expected_max))
+    np.testing.assert_allclose(average, nhwc(expected_avg), rtol=1e-6, atol=1e-6)
+    assert np.isnan(maximum).sum() == torch.isnan(expected_max).sum().item() > 0
+
+    monkeypatch.setattr(_library, "load", lambda: None)
+    fallback_max, fallback_avg = pools(nhwc(x), case, threads)
+    np.testing.assert_array_equal(fallback_max, maximum)
+    np.testing.assert_allclose(fallback_avg, average, rtol=1e-6, atol=1e-6)
+
+
+def test_pooling_window_beyond_its_padding_falls_back_to_numpy():
+    x = np.arange(2 * 5 * 5 * 3, dtype=np.float32).reshape(2, 5, 5, 3)
+    assert float_ops._native_pool(x, (2, 2), (1, 1), (2, 2), (8, 8), 0, False, None, 1) is None
+    assert float_ops._native_pool(x, (3, 3), (1, 1), (1, 1), (5, 5), 0, False, None, 1) is not None
+
+
+@pytest.mark.parametrize("op", ["prelu", "rprelu"])
+@pytest.mark.parametrize("reuse", [False, True])
+def test_prelu_matches_torch(op, reuse):
+    rng = np.random.default_rng(0)
+    channels = 37
+    x = rng.standard_normal((2, 9, 11, channels)).astype(np.float32)
+    x[0, 0, 0, :3] = [0.0, -0.0, np.nan]
+    slope = rng.uniform(-2, 2, channels).astype(np.float32)  # negative and steep slopes too
+    tensors = {
+        "slope": slope,
+        "shift_in": rng.standard_normal(channels).astype(np.float32),
+        "shift_out": rng.standard_normal(channels).astype(np.float32),
+    }
+    step = steps.PLANNERS[op]({}, tensors.get, 2)
+    t = torch.from_numpy(x.copy())
+    if op == "rprelu":
+        t = t + torch.from_numpy(tensors["shift_in"])
+    expected = F.prelu(t.permute(0, 3, 1, 2), torch.from_numpy(slope)).permute(0, 2, 3, 1)
+    if op == "rprelu":
+        expected = expected + torch.from_numpy(tensors["shift_out"])
+    source = x.copy()
+    got = step([source], reuse)
+    assert (got is source) == reuse
+    np.testing.assert_array_equal(got, expected.numpy())
+
+
+def test_prelu_with_one_slope_for_every_channel():
+    x = np.linspace(-3, 3, 2 * 4 * 5 * 6, dtype=np.float32).reshape(2, 4, 5, 6)
+    step = steps.PLANNERS["prelu"]({}, {"slope": np.array([0.25], np.float32)}.get, 1)
+    np.testing.assert_array_equal(step([x], False), np.where(x > 0, x, np.float32(0.25) * x))
+
+
+def test_parallel_tasks_run_on_several_threads_and_raise_their_errors():
+    seen: list[int] = []
+    barrier = threading.Barrier(3, timeout=10)
+
+    def task() -> None:
+        seen.append(threading.get_ident())
+        barrier.wait()  # only returns if all three run at the same time
+
+    parallel.run([task, task, task])
+    assert len(set(seen)) == 3
+
+    def failing() -> None:
+        raise ValueError("band 2 failed")
+
+    done: list[int] = []
+    with pytest.raises(ValueError, match="band 2 failed"):
+        parallel.run([lambda: done.append(0), failing, lambda: done.append(2)])
+    assert sorted(done) == [0, 2]
+
+
+def test_concurrent_callers_share_the_team_and_get_the_same_results():
+    rng = np.random.default_rng(1)
+    w = kernels.pack_weights(rng.standard_normal((96, 80, 3, 3)))
+    layer = kernels.BinaryConv2d(w, in_channels=80, padding=1, threads=2)
+    inputs = [rng.standard_normal((1, 17, 15, 80)).astype(np.float32) for _ in range(8)]
+    expected = [layer(x) for x in inputs]
+    results: dict[int, np.ndarray] = {}
+
+    def call(index: int) -> None:
+        for _ in range(5):
+            results[index] = layer(inputs[index])
+
+    callers = [threading.Thread(target=call, args=(i,)) for i in range(len(inputs))]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    for index, y in enumerate(expected):
+        np.testing.assert_array_equal(results[index], y)
+
+
+def _run_layer_in_child(queue) -> None:
+    rng = np.random.default_rng(2)
+    w = kernels.pack_weights(rng.standard_normal((64, 64, 3, 3)))
+    x = rng.standard_normal((1, 20, 20, 64)).astype(np.float32)
+    queue.put(kernels.binary_conv2d(x, w, in_channels=64, padding=1, threads=2))
+
+
+def test_team_works_in_a_forked_child():
+    rng = np.random.default_rng(2)
+    w = kernels.pack_weights(rng.standard_normal((64, 64, 3, 3)))
+    x = rng.standard_normal((1, 20, 20, 64)).astype(np.float32)
+    expected = kernels.binary_conv2d(x, w, in_channels=64, padding=1, threads=2)  # team started
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_run_layer_in_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(got, expected)
