@@ -7,9 +7,11 @@ per-node clocks; then the float model (eval, no gradients) the same way, its lay
 timed by forward hooks on its leaf modules. Both run with their default settings.
 Figures are medians over the rounds. A runtime node is compared with the float modules it computes
 (``Node.modules``: a binary layer with the batch norm folded into it is compared with
-the float convolution plus that batch norm); a module called several times (a shared
-activation) is matched call by call, in order; nodes without a module (additions,
-flattening) have no float counterpart of their own.
+the float convolution plus that batch norm, and with the PReLU after it when the runtime
+fuses the shortcut addition and activation into the layer; fused nodes get no row of
+their own); a module called several times (a shared activation) is matched call by
+call, in order; nodes without a module (additions, flattening) have no float
+counterpart of their own.
 """
 
 from __future__ import annotations
@@ -193,11 +195,19 @@ def compare(
     finally:
         clock.remove()
         torch.set_num_threads(previous_threads)
+    fused_into = network.fused_into()
+    modules: dict[str, list[str]] = {node.name: list(node.modules) for node in network.nodes}
+    for node in network.nodes:
+        if node.name in fused_into:
+            target = fused_into[node.name]
+            modules[target] += node.modules
+            for index, seconds in enumerate(per_node_float.pop(node.name, [])):
+                per_node_float[target][index] += seconds
     layers = [
         LayerTiming(
             name=node.name,
             op=node.op,
-            modules=list(node.modules),
+            modules=modules[node.name],
             runtime_ms=statistics.median(per_node[node.name]) * 1e3,
             torch_ms=(
                 statistics.median(per_node_float[node.name]) * 1e3
@@ -206,6 +216,7 @@ def compare(
             ),
         )
         for node in network.nodes
+        if node.name not in fused_into
     ]
     return BenchResult(
         runtime_ms=statistics.median(whole_runtime) * 1e3,

@@ -38,6 +38,9 @@ typedef struct {
     const float *scale, *bias;     /* [O] */
     const float *input_threshold;  /* [C] or NULL: bit = x + threshold >= 0 (float input) */
     const float *next_threshold;   /* [O] or NULL: bit = y + threshold >= 0 (packed output) */
+    /* Float output only, after the residual: y = prelu(y + shift_in) + shift_out per
+     * channel (slope [O] or NULL for none; the shifts [O] or NULL for zero). */
+    const float *slope, *shift_in, *shift_out;
 } bnn_conv_spec;
 
 /* A prepared layer. It is never modified after creation, so concurrent runs may share
@@ -53,6 +56,7 @@ typedef struct {
     int32_t *tap_sum;    /* [K][lanes]: sum over the tap's input channels of w_sign */
     int32_t *dmin;       /* [2][lanes]: packed output bit = dmin <= dot <= dmax, or NULL */
     int32_t *dmax;
+    float *slope, *shift_in, *shift_out; /* [O] each, or NULL */
 } bnn_conv;
 
 BNN_API void bnn_conv2d_destroy(bnn_conv *cv)
@@ -64,7 +68,23 @@ BNN_API void bnn_conv2d_destroy(bnn_conv *cv)
     free(cv->in_thr);
     free(cv->tap_sum);
     free(cv->dmin);
+    free(cv->slope);
+    free(cv->shift_in);
+    free(cv->shift_out);
     free(cv);
+}
+
+/* A copy of n floats, or NULL for NULL; *failed is set when memory runs out. */
+static float *copy_floats(const float *src, int64_t n, int *failed)
+{
+    if (!src)
+        return NULL;
+    float *dst = malloc((size_t)n * sizeof *dst);
+    if (!dst)
+        *failed = 1;
+    else
+        memcpy(dst, src, (size_t)n * sizeof *dst);
+    return dst;
 }
 
 /* The packed output bit of one lane for a given dot product, computed exactly as the
@@ -120,7 +140,8 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
     if (!s || s->c <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->stride_h <= 0 ||
         s->stride_w <= 0 || s->pad_h < 0 || s->pad_w < 0 || s->groups <= 0 ||
         s->c % s->groups || s->o % s->groups || !s->weights || !s->scale || !s->bias ||
-        (s->pad_value != 0 && s->pad_value != 1 && s->pad_value != -1))
+        (s->pad_value != 0 && s->pad_value != 1 && s->pad_value != -1) ||
+        (!s->slope && (s->shift_in || s->shift_out)))
         return NULL;
     bnn_conv *cv = calloc(1, sizeof *cv);
     if (!cv)
@@ -163,6 +184,16 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
     cv->dmax = cv->dmin + lanes;
     if (cv->in_thr)
         memcpy(cv->in_thr, s->input_threshold, (size_t)s->c * sizeof *cv->in_thr);
+    int failed = 0;
+    if (s->slope) {
+        cv->slope = copy_floats(s->slope, s->o, &failed);
+        cv->shift_in = copy_floats(s->shift_in, s->o, &failed);
+        cv->shift_out = copy_floats(s->shift_out, s->o, &failed);
+    }
+    if (failed) {
+        bnn_conv2d_destroy(cv);
+        return NULL;
+    }
 
     const bnn_ones_fn ones = bnn_ones_kernel();
     for (int64_t lane = 0; lane < lanes; lane++) {
@@ -234,6 +265,7 @@ typedef struct {
     const uint64_t *xq, *xsrc, *fill;
     uint64_t *xbuf, *yq;
     float *yf;
+    const float *res; /* [npix][O] added to the float output, or NULL */
     const int64_t *offs, *rc, *cc;
     const int32_t *const *class_corr;
     int atomic_bits;
@@ -281,6 +313,38 @@ static void fill_task(void *ctx, int tid, int nt)
                     }
             }
         }
+    }
+}
+
+/* The float output of a tile, still in cache, plus the residual (res: the tile's first
+ * pixel, row stride O), then PReLU with its shifts: each step rounds as the separate
+ * operations would (y + r, then + shift_in, slope * v or v, then + shift_out). */
+static void finish_tile(const bnn_conv *cv, const bnn_tile *t, const float *res)
+{
+    const int64_t oc = t->oc, o = cv->o;
+    const int lanes = t->lanes;
+    const float *slope = cv->slope ? cv->slope + oc : NULL;
+    const float *shift_in = cv->shift_in ? cv->shift_in + oc : NULL;
+    const float *shift_out = cv->shift_out ? cv->shift_out + oc : NULL;
+    for (int p = 0; p < t->npix; p++) {
+        float *y = t->yf[p] + oc;
+        if (res) {
+            const float *r = res + p * o + oc;
+            for (int k = 0; k < lanes; k++)
+                y[k] += r[k];
+        }
+        if (!slope)
+            continue;
+        if (shift_in)
+            for (int k = 0; k < lanes; k++)
+                y[k] += shift_in[k];
+        for (int k = 0; k < lanes; k++) {
+            const float v = y[k], scaled = slope[k] * v;
+            y[k] = v > 0.0f ? v : scaled;
+        }
+        if (shift_out)
+            for (int k = 0; k < lanes; k++)
+                y[k] += shift_out[k];
     }
 }
 
@@ -339,17 +403,21 @@ static void compute_task(void *ctx, int tid, int nt)
             }
         }
         j->tile(&t);
+        if (j->res || cv->slope)
+            finish_tile(cv, &t, j->res ? j->res + p0 * cv->o : NULL);
     }
 }
 
 /* Run a prepared layer on x: float32 [n, h, w, C] (x_packed == 0) or packed
  * [n, h, w, ceil(C / 64)]; y: float32 [n, ho, wo, O] (y_packed == 0) or packed
- * [n, ho, wo, ceil(O / 64)], fully written. */
+ * [n, ho, wo, ceil(O / 64)], fully written. residual: float32 [n, ho, wo, O] added to a
+ * float output before its activation, or NULL; it must not overlap y. */
 BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, int64_t n,
-                           int64_t h, int64_t w, void *y, int64_t y_packed, int64_t isa,
-                           int64_t threads)
+                           int64_t h, int64_t w, void *y, int64_t y_packed,
+                           const float *residual, int64_t isa, int64_t threads)
 {
-    if (!cv || !x || !y || n <= 0 || h <= 0 || w <= 0)
+    if (!cv || !x || !y || n <= 0 || h <= 0 || w <= 0 ||
+        (y_packed && (residual || cv->slope)))
         return BNN_EINVAL;
     if (!bnn_isa_supported((int)isa))
         return BNN_EISA;
@@ -370,6 +438,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     j.xq = x_packed ? (const uint64_t *)x : NULL;
     j.yf = y_packed ? NULL : (float *)y;
     j.yq = y_packed ? (uint64_t *)y : NULL;
+    j.res = residual;
 
     /* A packed input that needs no padding and has no unused bits (every group fills
      * whole words) is read in place; otherwise it is copied, which also clears stray

@@ -51,6 +51,9 @@ class ConvSpec(ctypes.Structure):
         ("bias", _PTR),
         ("input_threshold", _PTR),
         ("next_threshold", _PTR),
+        ("slope", _PTR),
+        ("shift_in", _PTR),
+        ("shift_out", _PTR),
     ]
 
 
@@ -77,8 +80,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.bnn_conv2d_create.restype = _PTR
     lib.bnn_conv2d_destroy.argtypes = [_PTR]
     lib.bnn_conv2d_destroy.restype = None
-    # layer, x, x_packed, n, h, w, y, y_packed, isa, threads
-    lib.bnn_conv2d_run.argtypes = [_PTR, _PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _I64, _I64]
+    # layer, x, x_packed, n, h, w, y, y_packed, residual, isa, threads
+    lib.bnn_conv2d_run.argtypes = [_PTR, _PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64]
     lib.bnn_conv2d_run.restype = ctypes.c_int
     # x, n, h, w, c, y, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor, threads
     lib.bnn_pool2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR] + [_I64] * 12

@@ -7,9 +7,11 @@ weights into prepared kernel layers (:mod:`bnn.runtime.layers`), float convoluti
 weights into im2col matrices (:mod:`bnn.runtime.steps`), float16 tensors into float32.
 Where a binary layer's only consumer is another binary layer, the first one emits
 packed bits (thresholded with the second one's input threshold) and the second one
-reads them, so the float activation between them is never materialised. While a
-network runs, OpenBLAS stays on one thread (:mod:`bnn.runtime.blas`); large float
-operations are split across threads by :mod:`bnn.runtime.parallel` instead.
+reads them, so the float activation between them is never materialised; and a
+shortcut addition and PReLU after a binary convolution run inside it
+(:mod:`bnn.runtime.fusion`). While a network runs, OpenBLAS stays on one thread
+(:mod:`bnn.runtime.blas`); large float operations are split across threads by
+:mod:`bnn.runtime.parallel` instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn.runtime import blas, kernels, layers
+from bnn.runtime import blas, fusion, kernels, layers, reference
 from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
 from bnn.runtime.format import BitTensor, Pack, read
 from bnn.runtime.graph import OPS, Graph, Node
@@ -51,8 +53,14 @@ class Network:
         self.file_bytes = pack.file_bytes
         self._threads = threads
         self._packed_outputs, self._packed_inputs = _packed_edges(pack.graph)
-        self._steps: list[tuple[Node, Step]] = [
-            (node, self._plan(node, pack.tensors)) for node in pack.graph.nodes
+        self._epilogues = fusion.epilogues(pack.graph, set(self._packed_outputs))
+        self._fused_into = {
+            absorbed.name: conv
+            for conv, epilogue in self._epilogues.items()
+            for absorbed in epilogue.absorbed
+        }
+        self._steps: list[tuple[Node, list[str], Step]] = [
+            self._plan(node, pack.tensors) for node in pack.graph.nodes
         ]
         self._last_use = _last_uses(pack.graph)
 
@@ -76,6 +84,11 @@ class Network:
         """Pairs of binary nodes connected by packed bits instead of floats."""
         return [(source, self._packed_outputs[source]) for source in self._packed_outputs]
 
+    def fused_into(self) -> dict[str, str]:
+        """Nodes computed inside a binary convolution (a shortcut addition, a PReLU) ->
+        that convolution; they take no time of their own."""
+        return dict(self._fused_into)
+
     def __call__(self, x: np.ndarray) -> Any:
         outputs, _ = self.run(x)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
@@ -88,11 +101,11 @@ class Network:
         timings: list[NodeTiming] = []
         clock = time.perf_counter
         with blas.limited(1):
-            for index, (node, step) in enumerate(self._steps):
+            for index, (node, sources, step) in enumerate(self._steps):
                 start = clock() if profile else 0.0
                 first = node.inputs[0]
                 reuse = first != self.graph.input_name and self._last_use.get(first) == index
-                values[node.name] = step([values[source] for source in node.inputs], reuse)
+                values[node.name] = step([values[source] for source in sources], reuse)
                 if profile:
                     timings.append(NodeTiming(node.name, node.op, clock() - start))
                 for source in node.inputs:
@@ -114,28 +127,37 @@ class Network:
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _plan(self, node: Node, tensors: dict[str, Any]) -> Step:
-        def floats(role: str) -> np.ndarray | None:
-            name = node.tensors.get(role)
-            return None if name is None else np.array(tensors[name], dtype=np.float32)
-
-        attrs = node.attrs
-        op = node.op
+    def _plan(self, node: Node, tensors: dict[str, Any]) -> tuple[Node, list[str], Step]:
+        """The node, the values its step reads and the step."""
+        if node.name in self._fused_into:
+            # computed by the convolution: pass the convolution's (fused) output on
+            conv = self._fused_into[node.name]
+            source = conv if conv in node.inputs else node.inputs[0]
+            return node, [source], _passthrough
+        epilogue = self._epilogues.get(node.name)
+        sources = list(node.inputs)
+        if epilogue is not None and epilogue.residual is not None:
+            sources.append(epilogue.residual)
         try:
-            if OPS[op].binary:
-                return self._binary(node, tensors[node.tensors["weight"]], floats, tensors)
-            planner = PLANNERS[op]
+            if OPS[node.op].binary:
+                step = self._binary(node, tensors[node.tensors["weight"]], tensors, epilogue)
+            else:
+                planner = PLANNERS[node.op]
+                step = planner(
+                    node.attrs, _floats(node, tensors), self._threads or kernels.default_threads()
+                )
         except KeyError as exc:
-            raise RuntimeFormatError(f"node {node.name!r} ({op}): {exc} is missing") from None
-        return planner(attrs, floats, self._threads or kernels.default_threads())
+            raise RuntimeFormatError(f"node {node.name!r} ({node.op}): {exc} is missing") from None
+        return node, sources, step
 
     def _binary(
         self,
         node: Node,
         weight: Any,
-        floats: Callable[[str], np.ndarray | None],
         tensors: dict[str, Any],
+        epilogue: fusion.Epilogue | None,
     ) -> Step:
+        floats = _floats(node, tensors)
         if not isinstance(weight, BitTensor):
             raise RuntimeFormatError(f"node {node.name!r}: its weight is not stored as bits")
         attrs = node.attrs
@@ -162,22 +184,70 @@ class Network:
         }
         if node.op == "binary_linear":
             return _single(layers.BinaryLinear(words, in_features=attrs["in_features"], **common))
-        layer = layers.BinaryConv2d(
-            words,
-            in_channels=attrs["in_channels"],
-            kernel_size=tuple(attrs["kernel_size"]),
-            stride=tuple(attrs["stride"]),
-            padding=tuple(attrs["padding"]),
-            pad_value=attrs["pad_value"],
-            groups=attrs["groups"],
+        conv = {
+            "in_channels": attrs["in_channels"],
+            "kernel_size": tuple(attrs["kernel_size"]),
+            "stride": tuple(attrs["stride"]),
+            "padding": tuple(attrs["padding"]),
+            "pad_value": attrs["pad_value"],
+            "groups": attrs["groups"],
             **common,
-        )
-        return _single(layer)
+        }
+        if epilogue is None:
+            return _single(layers.BinaryConv2d(words, **conv))
+        activation = {}
+        if epilogue.activation is not None:
+            act = _floats(epilogue.activation, tensors)
+            activation = {
+                role: None if act(role) is None else np.broadcast_to(act(role), out_channels)
+                for role in ("slope", "shift_in", "shift_out")
+            }
+        return _fused(words, conv, activation, epilogue.residual is not None)
+
+
+def _floats(node: Node, tensors: dict[str, Any]) -> Callable[[str], np.ndarray | None]:
+    """A getter of the node's tensors by role, as float32 arrays (None when absent)."""
+
+    def floats(role: str) -> np.ndarray | None:
+        name = node.tensors.get(role)
+        return None if name is None else np.array(tensors[name], dtype=np.float32)
+
+    return floats
 
 
 def _single(layer: Callable[[np.ndarray], np.ndarray]) -> Step:
     """A step calling a prepared kernel layer on the node's one input."""
     return lambda inputs, reuse: layer(inputs[0])
+
+
+def _passthrough(inputs: list[np.ndarray], reuse: bool) -> np.ndarray:
+    """The step of a node whose work was done by the convolution before it. It returns
+    its input itself: that value has no other reader and is no graph output."""
+    return inputs[0]
+
+
+def _fused(
+    words: np.ndarray, conv: dict[str, Any], activation: dict[str, Any], residual: bool
+) -> Step:
+    """A binary convolution that also adds its residual (the step's second input) and
+    applies ``activation`` (slope and shifts). A residual that only broadcasts to the
+    output (never the case in the zoo's blocks) is added separately, by a second layer
+    without the activation that is prepared when first needed."""
+    layer = layers.BinaryConv2d(words, **conv, **activation)
+    plain: list[layers.BinaryConv2d] = []
+
+    def step(inputs: list[np.ndarray], reuse: bool) -> np.ndarray:
+        x = inputs[0]
+        shortcut = inputs[1] if residual else None
+        shape = (x.shape[0], *layer.output_size(x.shape[1], x.shape[2]), layer.out_channels)
+        if shortcut is None or shortcut.shape == shape:
+            return layer(x, shortcut)
+        if not plain:
+            plain.append(layers.BinaryConv2d(words, **conv))
+        y = plain[0](x) + shortcut
+        return reference.finish(y, None, layer.slope, layer.shift_in, layer.shift_out)
+
+    return step
 
 
 def load(path: str | Path, threads: int | None = None) -> Network:

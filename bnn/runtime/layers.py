@@ -64,12 +64,19 @@ class BinaryConv2d:
         output: ``"float"`` for float32 NHWC [N, Ho, Wo, O], ``"packed"`` for uint64
             [N, Ho, Wo, ceil(O/64)] with bit ``y + next_threshold >= 0``.
         next_threshold: float32 [O] or None (0); packed output only.
+        slope, shift_in, shift_out: float32 [O] each, float output only: an activation
+            fused after the output (and after the residual, see below),
+            ``y = prelu(y + shift_in) + shift_out`` with PReLU's ``v > 0 ? v : slope * v``
+            (ReActNet's RPReLU; PReLU without the shifts). None: no activation, or no
+            shift.
         threads: worker threads (None: ``BNN_RUNTIME_THREADS`` / ``OMP_NUM_THREADS`` /
             all cores).
 
     The layer copies what it needs: later changes to the arrays passed here have no
     effect. Calling it with a float NHWC [N, H, W, C] or packed [N, H, W, ceil(C/64)]
-    input returns the output described above.
+    input returns the output described above; ``residual`` (float32 [N, Ho, Wo, O], float
+    output only) is added to the output before the activation, as a shortcut connection
+    does. Every fused step rounds as the separate float32 operations would.
     """
 
     def __init__(
@@ -87,12 +94,19 @@ class BinaryConv2d:
         input_threshold: np.ndarray | None = None,
         output: str = "float",
         next_threshold: np.ndarray | None = None,
+        slope: np.ndarray | None = None,
+        shift_in: np.ndarray | None = None,
+        shift_out: np.ndarray | None = None,
         threads: int | None = None,
     ) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if next_threshold is not None and output != "packed":
             raise ValueError("next_threshold applies to packed output only")
+        if slope is not None and output != "float":
+            raise ValueError("slope (a fused activation) applies to float output only")
+        if slope is None and (shift_in is not None or shift_out is not None):
+            raise ValueError("shift_in and shift_out need a slope")
         if pad_value not in (0, 1, -1):
             raise ValueError(f"pad_value must be 0, 1 or -1, got {pad_value!r}")
         c, groups = int(in_channels), int(groups)
@@ -121,6 +135,9 @@ class BinaryConv2d:
         self.bias = _vector(bias, o, "bias", 0.0)
         self.input_threshold = _vector(input_threshold, c, "input_threshold", None)
         self.next_threshold = _vector(next_threshold, o, "next_threshold", None)
+        self.slope = _vector(slope, o, "slope", None)
+        self.shift_in = _vector(shift_in, o, "shift_in", None)
+        self.shift_out = _vector(shift_out, o, "shift_out", None)
         self._out_words = reference.words(o)
         self._handle: int | None = None
         lib = _library.load()
@@ -129,6 +146,7 @@ class BinaryConv2d:
                 c, o, kh, kw, *self.stride, *self.padding, groups, pad_value,
                 _ptr(self.weights), _ptr(self.scale), _ptr(self.bias),
                 _ptr(self.input_threshold), _ptr(self.next_threshold),
+                _ptr(self.slope), _ptr(self.shift_in), _ptr(self.shift_out),
             )  # fmt: skip
             handle = lib.bnn_conv2d_create(ctypes.byref(spec))
             if not handle:
@@ -144,7 +162,7 @@ class BinaryConv2d:
             raise ValueError(f"the {kh}x{kw} kernel is larger than the padded input {hp}x{wp}")
         return (hp - kh) // sh + 1, (wp - kw) // sw + 1
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
         packed_in = getattr(x, "dtype", None) == np.uint64
         x = np.ascontiguousarray(x, dtype=np.uint64 if packed_in else np.float32)
         expected = reference.words(self.in_channels) if packed_in else self.in_channels
@@ -153,14 +171,24 @@ class BinaryConv2d:
             raise ValueError(f"{kind} input must be [N, H, W, {expected}], got {x.shape}")
         n, h, w = x.shape[:3]
         ho, wo = self.output_size(h, w)
+        if residual is not None:
+            if self.output != "float":
+                raise ValueError("residual applies to float output only")
+            residual = np.ascontiguousarray(residual, dtype=np.float32)
+            if residual.shape != (n, ho, wo, self.out_channels):
+                raise ValueError(
+                    f"residual must be [N, Ho, Wo, O] = {[n, ho, wo, self.out_channels]}, "
+                    f"got {list(residual.shape)}"
+                )
         path = dispatch.isa()
         if path == dispatch.REFERENCE_ISA:
-            return reference.binary_conv2d(
+            y = reference.binary_conv2d(
                 x, self.weights, in_channels=self.in_channels, stride=self.stride,
                 padding=self.padding, pad_value=self.pad_value, groups=self.groups,
                 scale=self.scale, bias=self.bias, input_threshold=self.input_threshold,
                 output=self.output, next_threshold=self.next_threshold,
             )  # fmt: skip
+            return reference.finish(y, residual, self.slope, self.shift_in, self.shift_out)
         packed_out = self.output == "packed"
         if packed_out:
             y = np.empty((n, ho, wo, self._out_words), dtype=np.uint64)
@@ -168,7 +196,7 @@ class BinaryConv2d:
             y = np.empty((n, ho, wo, self.out_channels), dtype=np.float32)
         status = _library.load().bnn_conv2d_run(
             self._handle, x.ctypes.data, packed_in, n, h, w, y.ctypes.data, packed_out,
-            _library.ISAS.index(path), self.threads,
+            _ptr(residual), _library.ISAS.index(path), self.threads,
         )  # fmt: skip
         _library.check(status, "binary_conv2d")
         return y

@@ -120,3 +120,23 @@ def binary_conv2d(
     w_sign = unpack_signs(weights_packed, cpg).transpose(0, 3, 1, 2)
     dot = conv2d_dot(x_sign, w_sign, stride, padding, pad_value, groups)
     return output_transform(dot, scale, bias, output, next_threshold)
+
+
+def finish(
+    y: np.ndarray,
+    residual: np.ndarray | None,
+    slope: np.ndarray | None,
+    shift_in: np.ndarray | None,
+    shift_out: np.ndarray | None,
+) -> np.ndarray:
+    """Reference of a layer's fused float epilogue: ``y + residual``, then
+    ``prelu(v + shift_in) + shift_out`` per channel, each step rounded in float32."""
+    if residual is not None:
+        y = y + residual
+    if slope is not None:
+        if shift_in is not None:
+            y = y + shift_in
+        y = np.where(y > 0, y, slope * y)
+        if shift_out is not None:
+            y = y + shift_out
+    return y
