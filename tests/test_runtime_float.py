@@ -161,3 +161,33 @@ def test_team_works_in_a_forked_child():
     child.join(timeout=60)
     assert child.exitcode == 0
     np.testing.assert_array_equal(got, expected)
+
+
+CONVS = [
+    # in, out, kernel, stride, padding, dilation, height, width, bias
+    (3, 64, (7, 7), (2, 2), (3, 3), (1, 1), 29, 31, True),
+    (5, 20, (3, 2), (1, 2), (1, 0), (2, 1), 11, 9, False),
+    (70, 37, (1, 1), (1, 1), (0, 0), (1, 1), 7, 5, True),
+    (16, 16, (3, 3), (2, 1), (2, 1), (1, 2), 6, 13, True),
+]
+
+
+@pytest.mark.parametrize("case", CONVS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_float_convolution_matches_torch(case, threads):
+    c, o, kernel, stride, padding, dilation, h, w, with_bias = case
+    x = torch.randn(2, c, h, w)
+    weight = torch.randn(o, c, *kernel)
+    bias = torch.randn(o) if with_bias else None
+    expected = F.conv2d(x, weight, bias, stride, padding, dilation)
+    matrix = float_ops.conv_weight_matrix(weight.numpy(), 1)
+    panels = float_ops.column_panels(matrix[0])
+    assert panels.shape == (-(-o // 16), matrix.shape[1], 16)
+    geometry = (kernel, stride, padding, dilation)
+    b = None if bias is None else bias.numpy()
+    native = float_ops._native_conv(nhwc(x), panels, b, o, expected.shape[2:], *geometry, threads)
+    if native is None:
+        pytest.skip("this CPU has no AVX2 and FMA: NumPy computes float convolutions")
+    np.testing.assert_allclose(native, nhwc(expected), rtol=1e-4, atol=1e-4)
+    numpy_result = float_ops.conv2d(nhwc(x), matrix, b, *geometry, threads)
+    np.testing.assert_allclose(native, numpy_result, rtol=1e-4, atol=1e-4)

@@ -172,3 +172,150 @@ BNN_API int bnn_prelu(const float *x, int64_t rows, int64_t c, const float *shif
     bnn_parallel(bnn_team_size(threads, rows, rows * c / 16), prelu_task, &j);
     return BNN_OK;
 }
+
+/* ---- float convolution (AVX2 + FMA) ------------------------------------------------ */
+
+/* An ungrouped float convolution of NHWC input with zero padding, as one matrix product
+ * per tile of output pixels whose rows (im2col) are gathered on the fly: the weights are
+ * column panels [ceil(O / 16)][K][16] (K = KH * KW * C in the order kernel row, kernel
+ * column, channel; columns beyond O are zero), laid out once by the caller. A register
+ * tile is FC_ROWS pixels x 16 output channels: per step of K, two weight loads, FC_ROWS
+ * broadcasts and 2 * FC_ROWS fused multiply-adds. Only CPUs with AVX2 and FMA run it;
+ * elsewhere the caller uses NumPy. Sums are in another order than NumPy's or PyTorch's
+ * (and fused), so results differ from theirs by float rounding only. */
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+
+#define FC_TARGET __attribute__((target("avx2,fma")))
+#define FC_ROWS 6
+#define FC_COLS 16
+
+typedef struct {
+    const float *x, *panels, *bias;
+    float *y;
+    int64_t n, h, w, c, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, k, tiles;
+    float *rows; /* [team][FC_ROWS][K]: each member's gathered rows */
+} fconv_job;
+
+/* The im2col rows of output pixels p0 .. p0 + rows - 1: a[r * K + k]; taps in the
+ * padding and rows past the last pixel are zero. A kernel row's taps are one contiguous
+ * run of the input (without dilation), copied at once. */
+static void gather_rows(const fconv_job *j, int64_t p0, int rows, float *a)
+{
+    const int64_t c = j->c, span = j->kw * c;
+    for (int r = 0; r < FC_ROWS; r++) {
+        float *row = a + r * j->k;
+        if (r >= rows) {
+            memset(row, 0, (size_t)j->k * sizeof *row);
+            continue;
+        }
+        const int64_t p = p0 + r, ni = p / (j->oh * j->ow);
+        const int64_t oy = p / j->ow % j->oh, ix0 = p % j->ow * j->sw - j->pw;
+        for (int64_t ky = 0; ky < j->kh; ky++) {
+            const int64_t iy = oy * j->sh - j->ph + ky * j->dh;
+            float *dst = row + ky * span;
+            if (iy < 0 || iy >= j->h) {
+                memset(dst, 0, (size_t)span * sizeof *dst);
+                continue;
+            }
+            const float *line = j->x + (ni * j->h + iy) * j->w * c;
+            for (int64_t kx = 0; kx < j->kw; kx++) {
+                const int64_t ix = ix0 + kx * j->dw;
+                if (ix < 0 || ix >= j->w) {
+                    memset(dst + kx * c, 0, (size_t)c * sizeof *dst);
+                    continue;
+                }
+                int64_t run = 1; /* taps kx .. kx + run - 1 adjacent in memory and inside */
+                if (j->dw == 1)
+                    while (kx + run < j->kw && ix + run < j->w)
+                        run++;
+                memcpy(dst + kx * c, line + ix * c, (size_t)(run * c) * sizeof *dst);
+                kx += run - 1;
+            }
+        }
+    }
+}
+
+FC_TARGET static void fconv_tile(const fconv_job *j, const float *a, int64_t p0, int rows)
+{
+    const int64_t o = j->o, k = j->k;
+    for (int64_t col = 0; col < o; col += FC_COLS) {
+        const float *b = j->panels + (col / FC_COLS) * k * FC_COLS;
+        __m256 acc[FC_ROWS][2];
+        for (int r = 0; r < FC_ROWS; r++)
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < k; i++) {
+            const __m256 b0 = _mm256_loadu_ps(b + i * FC_COLS);
+            const __m256 b1 = _mm256_loadu_ps(b + i * FC_COLS + 8);
+            for (int r = 0; r < FC_ROWS; r++) {
+                const __m256 av = _mm256_broadcast_ss(a + r * k + i);
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+            }
+        }
+        const int64_t cols = o - col < FC_COLS ? o - col : FC_COLS;
+        float bias[FC_COLS] = {0};
+        if (j->bias)
+            memcpy(bias, j->bias + col, (size_t)cols * sizeof *bias);
+        const __m256 bias0 = _mm256_loadu_ps(bias), bias1 = _mm256_loadu_ps(bias + 8);
+        /* Every accumulator is stored at a constant index, so all stay in registers. */
+        float tile[FC_ROWS][FC_COLS];
+        for (int r = 0; r < FC_ROWS; r++) {
+            _mm256_storeu_ps(tile[r], _mm256_add_ps(acc[r][0], bias0));
+            _mm256_storeu_ps(tile[r] + 8, _mm256_add_ps(acc[r][1], bias1));
+        }
+        for (int r = 0; r < rows; r++)
+            memcpy(j->y + (p0 + r) * o + col, tile[r], (size_t)cols * sizeof(float));
+    }
+}
+
+static void fconv_task(void *ctx, int tid, int nt)
+{
+    const fconv_job *j = ctx;
+    int64_t t0, t1;
+    bnn_share(j->tiles, tid, nt, &t0, &t1);
+    float *a = j->rows + tid * j->k * FC_ROWS;
+    const int64_t pixels = j->n * j->oh * j->ow;
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t p0 = t * FC_ROWS;
+        const int rows = (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS);
+        gather_rows(j, p0, rows, a);
+        fconv_tile(j, a, p0, rows);
+    }
+}
+
+#endif
+
+/* y [n, oh, ow, o] = conv(x [n, h, w, c]) + bias with the column panels described above;
+ * BNN_EISA on a CPU without AVX2 and FMA. */
+BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                             const float *panels, const float *bias, int64_t o, float *y,
+                             int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
+                             int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                             int64_t threads)
+{
+    if (!x || !panels || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || o <= 0 || oh <= 0 ||
+        ow <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || dh <= 0 ||
+        dw <= 0)
+        return BNN_EINVAL;
+#if defined(__x86_64__) || defined(__i386__)
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return BNN_EISA;
+    const int64_t pixels = n * oh * ow;
+    fconv_job j = {x, panels, bias, y, n, h, w, c, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                   kh * kw * c, (pixels + FC_ROWS - 1) / FC_ROWS, NULL};
+    /* A fused multiply-add of 8 floats costs about a word operation. */
+    const int nt = bnn_team_size(threads, j.tiles, pixels * j.k * o / 8);
+    j.rows = bnn_alloc64((size_t)(nt * j.k * FC_ROWS) * sizeof *j.rows);
+    if (!j.rows)
+        return BNN_ENOMEM;
+    bnn_parallel(nt, fconv_task, &j);
+    free(j.rows);
+    return BNN_OK;
+#else
+    (void)bias;
+    (void)threads;
+    return BNN_EISA;
+#endif
+}

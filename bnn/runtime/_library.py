@@ -18,6 +18,9 @@ LIBRARY_STEM = "_libkernels"
 # The ISA paths in the order of the C enum (BNN_ISA_PORTABLE = 0, ...).
 ISAS: tuple[str, ...] = ("portable", "avx2", "avx512")
 
+#: The C status of a call this CPU cannot run.
+EISA = -2
+
 # C status codes and what they mean.
 ERRORS = {
     -1: "invalid arguments",
@@ -89,6 +92,10 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # x, rows, c, shift_in, slope, shift_out, y, threads
     lib.bnn_prelu.argtypes = [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _I64]
     lib.bnn_prelu.restype = ctypes.c_int
+    # x, n, h, w, c, panels, bias, o, y, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, threads
+    lib.bnn_float_conv2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _I64, _PTR]
+    lib.bnn_float_conv2d.argtypes += [_I64] * 11
+    lib.bnn_float_conv2d.restype = ctypes.c_int
     lib.bnn_parallel_callback.argtypes = [_I64, CALLBACK]
     lib.bnn_parallel_callback.restype = None
     return lib

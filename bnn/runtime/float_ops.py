@@ -73,6 +73,20 @@ def conv_weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(matrix, dtype=np.float32)
 
 
+#: Output channels per column panel of the compiled float convolution.
+PANEL_COLUMNS = 16
+
+
+def column_panels(matrix: np.ndarray) -> np.ndarray:
+    """An ungrouped convolution's ``[K, O]`` weight matrix as the compiled kernel reads
+    it: ``[ceil(O / 16), K, 16]``, zero beyond ``O``."""
+    rows, columns = matrix.shape
+    blocks = -(-columns // PANEL_COLUMNS)
+    padded = np.zeros((rows, blocks * PANEL_COLUMNS), dtype=np.float32)
+    padded[:, :columns] = matrix
+    return np.ascontiguousarray(padded.reshape(rows, blocks, PANEL_COLUMNS).transpose(1, 0, 2))
+
+
 def conv2d(
     x: np.ndarray,
     matrix: np.ndarray,
@@ -82,11 +96,14 @@ def conv2d(
     padding: Sequence[int],
     dilation: Sequence[int],
     threads: int = 1,
+    panels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A float convolution of ``x`` (NHWC) with the weight of :func:`conv_weight_matrix`:
-    zero padding, then im2col and a matrix product per group (depthwise convolutions
-    multiply-add one tap at a time instead). A large ungrouped one is split into bands
-    computed on ``threads`` threads."""
+    """A float convolution of ``x`` (NHWC) with the weight of :func:`conv_weight_matrix`
+    (and, for an ungrouped one, its :func:`column_panels`): zero padding, then im2col and
+    a matrix product per group (depthwise convolutions multiply-add one tap at a time
+    instead). With ``panels`` on a CPU with AVX2 and FMA the compiled library computes
+    it, gathering the im2col rows tile by tile; otherwise NumPy does, a large ungrouped
+    one split into bands computed on ``threads`` threads."""
     groups, rows, per_out = matrix.shape
     n, h, w, c = x.shape
     per_group = c // groups
@@ -94,6 +111,11 @@ def conv2d(
         (size + 2 * pad - dil * (k - 1) - 1) // s + 1
         for size, pad, dil, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
     ]
+    if panels is not None and groups == 1:
+        native = _native_conv(x, panels, bias, per_out, out, kernel, stride, padding, dilation,
+                              threads)  # fmt: skip
+        if native is not None:
+            return native
     padded = pad_spatial(x, padding[0], padding[0], padding[1], padding[1], 0.0)
     view = windows(padded, kernel, stride, dilation, out)
     positions = n * out[0] * out[1]
@@ -114,6 +136,36 @@ def conv2d(
     y = y.reshape(n, out[0], out[1], groups * per_out)
     if bias is not None and groups > 1:
         y += bias
+    return y
+
+
+def _native_conv(
+    x: np.ndarray,
+    panels: np.ndarray,
+    bias: np.ndarray | None,
+    channels: int,
+    out: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    threads: int,
+) -> np.ndarray | None:
+    """The convolution by the compiled library (``bnn_float_conv2d``), or None without
+    the library or on a CPU without AVX2 and FMA."""
+    lib = _library.load()
+    if lib is None or min(out) < 1:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, h, w, c = x.shape
+    y = np.empty((n, out[0], out[1], channels), dtype=np.float32)
+    status = lib.bnn_float_conv2d(
+        x.ctypes.data, n, h, w, c, panels.ctypes.data, None if bias is None else bias.ctypes.data,
+        channels, y.ctypes.data, *out, *kernel, *stride, *padding, *dilation, threads,
+    )  # fmt: skip
+    if status == _library.EISA:
+        return None
+    _library.check(status, "float conv2d")
     return y
 
 

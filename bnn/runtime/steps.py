@@ -45,9 +45,12 @@ def _target(inputs: list[np.ndarray], reuse: bool) -> np.ndarray | None:
 
 def conv2d(attrs: dict[str, Any], floats: Floats, threads: int) -> Step:
     matrix = float_ops.conv_weight_matrix(_required(floats, "weight"), attrs["groups"])
+    panels = float_ops.column_panels(matrix[0]) if attrs["groups"] == 1 else None
     bias = floats("bias")
     geometry = (attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["dilation"])
-    return lambda inputs, reuse: float_ops.conv2d(inputs[0], matrix, bias, *geometry, threads)
+    return lambda inputs, reuse: float_ops.conv2d(
+        inputs[0], matrix, bias, *geometry, threads, panels
+    )
 
 
 def linear(attrs: dict[str, Any], floats: Floats, threads: int) -> Step:
