@@ -198,6 +198,17 @@ typedef struct {
     float *rows; /* [team][FC_ROWS][K]: each member's gathered rows */
 } fconv_job;
 
+/* dst[0..n) = src[0..n) for the short runs of a gather (a kernel row: tens of floats),
+ * four at a time, without a library call per run. */
+static inline void copy_run(float *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        memcpy(dst + i, src + i, 4 * sizeof *dst);
+    for (; i < n; i++)
+        dst[i] = src[i];
+}
+
 /* The im2col rows of output pixels p0 .. p0 + rows - 1: a[r * K + k]; taps in the
  * padding and rows past the last pixel are zero. A kernel row's taps are one contiguous
  * run of the input (without dilation), copied at once. */
@@ -230,7 +241,7 @@ static void gather_rows(const fconv_job *j, int64_t p0, int rows, float *a)
                 if (j->dw == 1)
                     while (kx + run < j->kw && ix + run < j->w)
                         run++;
-                memcpy(dst + kx * c, line + ix * c, (size_t)(run * c) * sizeof *dst);
+                copy_run(dst + kx * c, line + ix * c, run * c);
                 kx += run - 1;
             }
         }
