@@ -1,17 +1,18 @@
 """Latency of a packed network against its float twin in PyTorch, measured in one
 process, interleaved round by round so that both see the same machine load.
 
-Each round runs the packed network three times: once untimed (PyTorch's idle threads
-spin on the cores for a while after its last call), once timed as a whole, once with
-per-node clocks; then the float model (eval, no gradients) the same way, its layers
-timed by forward hooks on its leaf modules. Both run with their default settings.
-Figures are medians over the rounds. A runtime node is compared with the float modules it computes
-(``Node.modules``: a binary layer with the batch norm folded into it is compared with
-the float convolution plus that batch norm, and with the PReLU after it when the runtime
-fuses the shortcut addition and activation into the layer; fused nodes get no row of
-their own); a module called several times (a shared activation) is matched call by
-call, in order; nodes without a module (additions, flattening) have no float
-counterpart of their own.
+Each round times a block of calls of the packed network (the median call of a block of
+at least ``BLOCK_SECONDS``), runs it once more with per-node clocks, then does the same
+with the float model (eval, no gradients), its layers timed by forward hooks on its leaf
+modules. Both run with their default settings; the blocks keep PyTorch's idle OpenMP
+threads, which spin on the cores for milliseconds after its last call, from being
+charged to the runtime. Figures are medians over the rounds. A runtime node is compared
+with the float modules it computes (``Node.modules``: a binary layer with the batch norm
+folded into it is compared with the float convolution plus that batch norm, and with the
+PReLU after it when the runtime fuses the shortcut addition and activation into the
+layer; fused nodes get no row of their own); a module called several times (a shared
+activation) is matched call by call, in order; nodes without a module (additions,
+flattening) have no float counterpart of their own.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from torch import nn
 
 from bnn.runtime.executor import Network
 from bnn.runtime.graph import OPS
+
+#: Each round times a block of calls of each side lasting at least this long (and at
+#: least this many calls): PyTorch's idle OpenMP threads keep spinning on the cores for
+#: milliseconds after its last call, which would otherwise be charged to the runtime.
+BLOCK_SECONDS = 0.05
+BLOCK_CALLS = 3
 
 
 @dataclass(frozen=True)
@@ -151,11 +158,17 @@ def _match_calls(network: Network, calls: dict[str, list[float]]) -> dict[str, f
     return matched
 
 
-def _timed(call: Any) -> float:
-    """Seconds ``call()`` takes."""
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+def _block(call: Any) -> float:
+    """Median seconds of ``call()`` over a block of calls lasting at least
+    ``BLOCK_SECONDS`` (and at least ``BLOCK_CALLS`` calls): the first calls after the
+    other side ran may share the cores with its still-spinning threads."""
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < BLOCK_CALLS or time.perf_counter() - began < BLOCK_SECONDS:
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def compare(
@@ -181,13 +194,11 @@ def compare(
                 network(x)
                 float_model(tensor)
             for _ in range(rounds):
-                network(x)  # untimed: the float model's idle threads may still hold the cores
-                whole_runtime.append(_timed(lambda: network(x)))
+                whole_runtime.append(_block(lambda: network(x)))
                 _, timings = network.run(x, profile=True)
                 for timing in timings:
                     per_node[timing.name].append(timing.seconds)
-                float_model(tensor)  # untimed, likewise
-                whole_torch.append(_timed(lambda: float_model(tensor)))
+                whole_torch.append(_block(lambda: float_model(tensor)))
                 with clock.measuring() as calls:
                     float_model(tensor)
                 for name, seconds in _match_calls(network, calls).items():
