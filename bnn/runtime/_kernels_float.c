@@ -175,8 +175,10 @@ BNN_API int bnn_prelu(const float *x, int64_t rows, int64_t c, const float *shif
 
 /* ---- float convolution (AVX2 + FMA) ------------------------------------------------ */
 
-/* An ungrouped float convolution of NHWC input with zero padding, as one matrix product
- * per tile of output pixels whose rows (im2col) are gathered on the fly: the weights are
+/* An ungrouped float convolution of NHWC input with zero padding, as a matrix product
+ * whose rows (im2col) are read straight from the input: the input is first copied into
+ * a zero-padded buffer (when there is padding), so a kernel row of an output pixel is
+ * one contiguous run of KW * C floats (C floats per tap with dilation). The weights are
  * column panels [ceil(O / 16)][K][16] (K = KH * KW * C in the order kernel row, kernel
  * column, channel; columns beyond O are zero), laid out once by the caller. A register
  * tile is FC_ROWS pixels x 16 output channels: per step of K, two weight loads, FC_ROWS
@@ -192,79 +194,40 @@ BNN_API int bnn_prelu(const float *x, int64_t rows, int64_t c, const float *shif
 #define FC_COLS 16
 
 typedef struct {
-    const float *x, *panels, *bias;
+    const float *x; /* [n][hp][wp][c]: the input, zero-padded */
+    const float *panels, *bias;
     float *y;
-    int64_t n, h, w, c, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, k, tiles;
-    float *rows; /* [team][FC_ROWS][K]: each member's gathered rows */
+    int64_t n, hp, wp, c, o, oh, ow, kh, kw, sh, sw, dh, dw, k, tiles;
+    int64_t runs, run, run_step; /* per kernel row: runs of `run` floats, `run_step` apart */
 } fconv_job;
 
-/* dst[0..n) = src[0..n) for the short runs of a gather (a kernel row: tens of floats),
- * four at a time, without a library call per run. */
-static inline void copy_run(float *dst, const float *src, int64_t n)
+FC_TARGET static void fconv_tile(const fconv_job *j, int64_t p0, int rows)
 {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        memcpy(dst + i, src + i, 4 * sizeof *dst);
-    for (; i < n; i++)
-        dst[i] = src[i];
-}
-
-/* The im2col rows of output pixels p0 .. p0 + rows - 1: a[r * K + k]; taps in the
- * padding and rows past the last pixel are zero. A kernel row's taps are one contiguous
- * run of the input (without dilation), copied at once. */
-static void gather_rows(const fconv_job *j, int64_t p0, int rows, float *a)
-{
-    const int64_t c = j->c, span = j->kw * c;
+    const int64_t o = j->o, k = j->k, c = j->c, row_step = j->dh * j->wp * c;
+    /* Each pixel's first input value; rows past the last pixel repeat it (not stored). */
+    const float *a[FC_ROWS];
     for (int r = 0; r < FC_ROWS; r++) {
-        float *row = a + r * j->k;
-        if (r >= rows) {
-            memset(row, 0, (size_t)j->k * sizeof *row);
-            continue;
-        }
-        const int64_t p = p0 + r, ni = p / (j->oh * j->ow);
-        const int64_t oy = p / j->ow % j->oh, ix0 = p % j->ow * j->sw - j->pw;
-        for (int64_t ky = 0; ky < j->kh; ky++) {
-            const int64_t iy = oy * j->sh - j->ph + ky * j->dh;
-            float *dst = row + ky * span;
-            if (iy < 0 || iy >= j->h) {
-                memset(dst, 0, (size_t)span * sizeof *dst);
-                continue;
-            }
-            const float *line = j->x + (ni * j->h + iy) * j->w * c;
-            for (int64_t kx = 0; kx < j->kw; kx++) {
-                const int64_t ix = ix0 + kx * j->dw;
-                if (ix < 0 || ix >= j->w) {
-                    memset(dst + kx * c, 0, (size_t)c * sizeof *dst);
-                    continue;
-                }
-                int64_t run = 1; /* taps kx .. kx + run - 1 adjacent in memory and inside */
-                if (j->dw == 1)
-                    while (kx + run < j->kw && ix + run < j->w)
-                        run++;
-                copy_run(dst + kx * c, line + ix * c, run * c);
-                kx += run - 1;
-            }
-        }
+        const int64_t p = p0 + (r < rows ? r : 0), ni = p / (j->oh * j->ow);
+        const int64_t oy = p / j->ow % j->oh, ox = p % j->ow;
+        a[r] = j->x + ((ni * j->hp + oy * j->sh) * j->wp + ox * j->sw) * c;
     }
-}
-
-FC_TARGET static void fconv_tile(const fconv_job *j, const float *a, int64_t p0, int rows)
-{
-    const int64_t o = j->o, k = j->k;
     for (int64_t col = 0; col < o; col += FC_COLS) {
         const float *b = j->panels + (col / FC_COLS) * k * FC_COLS;
         __m256 acc[FC_ROWS][2];
         for (int r = 0; r < FC_ROWS; r++)
             acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-        for (int64_t i = 0; i < k; i++) {
-            const __m256 b0 = _mm256_loadu_ps(b + i * FC_COLS);
-            const __m256 b1 = _mm256_loadu_ps(b + i * FC_COLS + 8);
-            for (int r = 0; r < FC_ROWS; r++) {
-                const __m256 av = _mm256_broadcast_ss(a + r * k + i);
-                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+        for (int64_t ky = 0; ky < j->kh; ky++)
+            for (int64_t q = 0; q < j->runs; q++) {
+                const int64_t off = ky * row_step + q * j->run_step;
+                for (int64_t i = 0; i < j->run; i++, b += FC_COLS) {
+                    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+                    for (int r = 0; r < FC_ROWS; r++) {
+                        const __m256 av = _mm256_broadcast_ss(a[r] + off + i);
+                        acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+                        acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+                    }
+                }
             }
-        }
         const int64_t cols = o - col < FC_COLS ? o - col : FC_COLS;
         float bias[FC_COLS] = {0};
         if (j->bias)
@@ -286,14 +249,25 @@ static void fconv_task(void *ctx, int tid, int nt)
     const fconv_job *j = ctx;
     int64_t t0, t1;
     bnn_share(j->tiles, tid, nt, &t0, &t1);
-    float *a = j->rows + tid * j->k * FC_ROWS;
     const int64_t pixels = j->n * j->oh * j->ow;
     for (int64_t t = t0; t < t1; t++) {
         const int64_t p0 = t * FC_ROWS;
-        const int rows = (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS);
-        gather_rows(j, p0, rows, a);
-        fconv_tile(j, a, p0, rows);
+        fconv_tile(j, p0, (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS));
     }
+}
+
+/* x [n][h][w][c] into a zeroed [n][h + 2ph][w + 2pw][c]. */
+static float *zero_padded(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                          int64_t ph, int64_t pw)
+{
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+    float *xp = calloc((size_t)(n * hp * wp * c), sizeof *xp);
+    if (!xp)
+        return NULL;
+    for (int64_t i = 0; i < n * h; i++)
+        memcpy(xp + ((i / h * hp + i % h + ph) * wp + pw) * c, x + i * w * c,
+               (size_t)(w * c) * sizeof *xp);
+    return xp;
 }
 
 #endif
@@ -308,21 +282,25 @@ BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, in
 {
     if (!x || !panels || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || o <= 0 || oh <= 0 ||
         ow <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || dh <= 0 ||
-        dw <= 0)
+        dw <= 0 || (oh - 1) * sh + (kh - 1) * dh >= h + 2 * ph ||
+        (ow - 1) * sw + (kw - 1) * dw >= w + 2 * pw)
         return BNN_EINVAL;
 #if defined(__x86_64__) || defined(__i386__)
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
         return BNN_EISA;
+    float *padded = NULL;
+    if (ph || pw) {
+        padded = zero_padded(x, n, h, w, c, ph, pw);
+        if (!padded)
+            return BNN_ENOMEM;
+    }
     const int64_t pixels = n * oh * ow;
-    fconv_job j = {x, panels, bias, y, n, h, w, c, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
-                   kh * kw * c, (pixels + FC_ROWS - 1) / FC_ROWS, NULL};
+    fconv_job j = {padded ? padded : x, panels, bias, y, n, h + 2 * ph, w + 2 * pw, c, o, oh,
+                   ow, kh, kw, sh, sw, dh, dw, kh * kw * c, (pixels + FC_ROWS - 1) / FC_ROWS,
+                   dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c};
     /* A fused multiply-add of 8 floats costs about a word operation. */
-    const int nt = bnn_team_size(threads, j.tiles, pixels * j.k * o / 8);
-    j.rows = bnn_alloc64((size_t)(nt * j.k * FC_ROWS) * sizeof *j.rows);
-    if (!j.rows)
-        return BNN_ENOMEM;
-    bnn_parallel(nt, fconv_task, &j);
-    free(j.rows);
+    bnn_parallel(bnn_team_size(threads, j.tiles, pixels * j.k * o / 8), fconv_task, &j);
+    free(padded);
     return BNN_OK;
 #else
     (void)bias;
