@@ -1,6 +1,7 @@
 /* Float operations of a packed network that NumPy runs in several passes with
  * temporaries: max and average pooling, and the per-channel PReLU / RPReLU, each in one
- * pass over channels-last (NHWC) data, shared out to the thread team by output rows.
+ * pass over channels-last (NHWC) data, shared out to the thread team by output rows; and
+ * (AVX2 + FMA) the float convolution, without NumPy's materialised im2col matrix.
  *
  * The results are those of PyTorch: a max-pooling window never takes its padding, NaN
  * wins every comparison; an average divides the sum of the window's inputs (padding adds

@@ -1,6 +1,7 @@
-"""The float parts of a packed network in NumPy, on channels-last (NHWC) arrays:
-convolution by im2col and one matrix product, pooling with PyTorch's exact window and
-divisor rules, and the shape arithmetic they share.
+"""The float parts of a packed network on channels-last (NHWC) arrays: convolution by
+im2col and one matrix product, pooling with PyTorch's exact window and divisor rules,
+and the shape arithmetic they share. The compiled library computes convolutions (AVX2
+and FMA CPUs) and pooling when it is built; NumPy otherwise.
 
 Activations are float32 ``[N, H, W, C]`` (or ``[N, C]`` after flattening), so every
 per-channel operation broadcasts over the last axis whatever the rank.
@@ -102,8 +103,9 @@ def conv2d(
     (and, for an ungrouped one, its :func:`column_panels`): zero padding, then im2col and
     a matrix product per group (depthwise convolutions multiply-add one tap at a time
     instead). With ``panels`` on a CPU with AVX2 and FMA the compiled library computes
-    it, gathering the im2col rows tile by tile; otherwise NumPy does, a large ungrouped
-    one split into bands computed on ``threads`` threads."""
+    it, reading the im2col rows from the padded input without materialising them;
+    otherwise NumPy does, a large ungrouped one split into bands computed on ``threads``
+    threads."""
     groups, rows, per_out = matrix.shape
     n, h, w, c = x.shape
     per_group = c // groups
