@@ -22,12 +22,12 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timing import per_call  # benchmarks/timing.py, beside this script
 
 from bnn.runtime import kernels
 
@@ -45,16 +45,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def per_call(fn: Callable[[], object], calls: int) -> float:
-    """Median seconds of one call over ``calls`` calls."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def layer_methods(channels: int, size: int, threads: int) -> dict[str, Callable[[], object]]:

@@ -25,12 +25,12 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
+from timing import per_call  # benchmarks/timing.py, beside this script
 
 from bnn.deploy import export
 from bnn.deploy.source import float_twin
@@ -46,16 +46,6 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
-
-
-def per_call(fn, calls: int) -> float:
-    """Median seconds of one call of ``fn`` over ``calls`` calls."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -17,17 +17,6 @@ from bnn.runtime.executor import load
 from bnn_core.registries import create_model
 from tests.packing import assert_agree, randomise
 
-PATHS = ["portable", "avx2", "avx512", "numpy"]
-
-
-@pytest.fixture(params=PATHS)
-def isa(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    name = request.param
-    if name != "numpy" and name not in kernels.available_isas():
-        pytest.skip(f"this CPU cannot run the {name} path")
-    monkeypatch.setenv(kernels.ENV_ISA, name)
-    return name
-
 
 @pytest.mark.parametrize("shifts", [False, True])
 @pytest.mark.parametrize("with_residual", [False, True])

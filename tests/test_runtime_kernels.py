@@ -16,8 +16,6 @@ import torch.nn.functional as F
 
 from bnn.runtime import _library, dispatch, kernels, reference
 
-PATHS = ["portable", "avx2", "avx512", "numpy"]
-
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
@@ -26,17 +24,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(params=PATHS)
-def isa(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Force one kernel path through BNN_RUNTIME_ISA."""
-    name = request.param
-    if name != "numpy" and name not in kernels.available_isas():
-        pytest.skip(f"this CPU cannot run the {name} path")
-    monkeypatch.setenv(kernels.ENV_ISA, name)
-    assert kernels.isa() == name
-    return name
 
 
 def sign(t: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -141,6 +142,18 @@ def conv2d(
     return y
 
 
+def _native_arrays(
+    x: np.ndarray, out: Sequence[int], channels: int
+) -> tuple[Any, np.ndarray, np.ndarray] | None:
+    """The compiled library, ``x`` as contiguous float32 and an empty NHWC output of
+    ``out`` x ``channels``, or None without the library or for an empty output."""
+    lib = _library.load()
+    if lib is None or min(out) < 1:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return lib, x, np.empty((x.shape[0], out[0], out[1], channels), dtype=np.float32)
+
+
 def _native_conv(
     x: np.ndarray,
     panels: np.ndarray,
@@ -155,12 +168,11 @@ def _native_conv(
 ) -> np.ndarray | None:
     """The convolution by the compiled library (``bnn_float_conv2d``), or None without
     the library or on a CPU without AVX2 and FMA."""
-    lib = _library.load()
-    if lib is None or min(out) < 1:
+    prepared = _native_arrays(x, out, channels)
+    if prepared is None:
         return None
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    lib, x, y = prepared
     n, h, w, c = x.shape
-    y = np.empty((n, out[0], out[1], channels), dtype=np.float32)
     status = lib.bnn_float_conv2d(
         x.ctypes.data, n, h, w, c, panels.ctypes.data, None if bias is None else bias.ctypes.data,
         channels, y.ctypes.data, *out, *kernel, *stride, *padding, *dilation, threads,
@@ -256,12 +268,11 @@ def _native_pool(
 ) -> np.ndarray | None:
     """The pooling in one pass of the compiled library (``bnn_pool2d``), or None without
     the library or for windows it does not take (padding of a whole kernel or more)."""
-    lib = _library.load()
-    if lib is None or min(out) < 1:
+    prepared = _native_arrays(x, out, x.shape[3])
+    if prepared is None:
         return None
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    lib, x, y = prepared
     n, h, w, c = x.shape
-    y = np.empty((n, out[0], out[1], c), dtype=np.float32)
     status = lib.bnn_pool2d(
         x.ctypes.data,
         n,
