@@ -18,9 +18,11 @@ from bnn_core.registries import create_model
 from tests.packing import assert_agree, randomise
 
 
-@pytest.mark.parametrize("shifts", [False, True])
-@pytest.mark.parametrize("with_residual", [False, True])
-def test_fused_epilogue_equals_the_separate_steps(isa, shifts, with_residual):
+@pytest.mark.parametrize(
+    ("activation_kind", "with_residual"),
+    [("none", True), ("prelu", False), ("prelu", True), ("rprelu", False), ("rprelu", True)],
+)
+def test_fused_epilogue_equals_the_separate_steps(isa, activation_kind, with_residual):
     rng = np.random.default_rng(0)
     c, o = 70, 77  # partial words and partial 8-channel blocks
     w = kernels.pack_weights(rng.standard_normal((o, c, 3, 3)))
@@ -33,14 +35,16 @@ def test_fused_epilogue_equals_the_separate_steps(isa, shifts, with_residual):
         "bias": rng.standard_normal(o).astype(np.float32),
         "threads": 2,
     }
-    activation = {"slope": rng.uniform(-1.5, 1.5, o).astype(np.float32)}
-    if shifts:
+    activation = {}
+    if activation_kind != "none":
+        activation["slope"] = rng.uniform(-1.5, 1.5, o).astype(np.float32)
+    if activation_kind == "rprelu":
         activation["shift_in"] = rng.standard_normal(o).astype(np.float32)
         activation["shift_out"] = rng.standard_normal(o).astype(np.float32)
     plain = kernels.BinaryConv2d(w, **common)(x)
     residual = rng.standard_normal(plain.shape).astype(np.float32) if with_residual else None
-    expected = reference.finish(plain, residual, activation["slope"], *(
-        activation.get(role) for role in ("shift_in", "shift_out")
+    expected = reference.finish(plain, residual, *(
+        activation.get(role) for role in ("slope", "shift_in", "shift_out")
     ))  # fmt: skip
     got = kernels.BinaryConv2d(w, **common, **activation)(x, residual)
     np.testing.assert_array_equal(got, expected)

@@ -53,6 +53,11 @@ bnn_tile_fn bnn_tile_kernel(int isa)
     return bnn_tile_portable;
 }
 
+int bnn_tile_finishes(int isa)
+{
+    return isa == BNN_ISA_AVX2;
+}
+
 bnn_pack_fn bnn_pack_kernel(int isa)
 {
 #if defined(__x86_64__) || defined(__i386__)

@@ -37,11 +37,17 @@ INLINE __m256i narrow_counts(__m256i a, __m256i b)
 
 /* Per-lane constants of one block's output transform. */
 typedef struct {
-    __m256 scale, bias, thr;
+    __m256 scale, bias, thr, slope, shift_in, shift_out;
     __m256i dmin, dmax, kc, store_mask;
     uint32_t bit_mask;
     int full;
 } block_consts;
+
+/* The block's valid lanes of a float row (zero beyond them). */
+INLINE __m256 load_lanes(const float *p, const block_consts *k)
+{
+    return k->full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k->store_mask);
+}
 
 INLINE block_consts load_consts(const bnn_tile *t, int b)
 {
@@ -63,6 +69,10 @@ INLINE block_consts load_consts(const bnn_tile *t, int b)
         _mm256_cmpgt_epi32(_mm256_set1_epi32(nl), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     k.bit_mask = (1u << nl) - 1u;
     k.full = nl == BNN_BLOCK;
+    /* The finish's vectors hold t->lanes values only: the last block loads under mask. */
+    k.slope = t->slope ? load_lanes(t->slope + lane0, &k) : _mm256_setzero_ps();
+    k.shift_in = t->shift_in ? load_lanes(t->shift_in + lane0, &k) : _mm256_setzero_ps();
+    k.shift_out = t->shift_out ? load_lanes(t->shift_out + lane0, &k) : _mm256_setzero_ps();
     return k;
 }
 
@@ -88,11 +98,22 @@ INLINE void epilogue(const bnn_tile *t, int p, int b, const block_consts *k, __m
         const uint32_t bits = (uint32_t)_mm256_movemask_ps(
             _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GE_OQ));
         bnn_store_bits(t->yp[p], t->oc + lane0, bits & k->bit_mask, BNN_BLOCK, t->atomic_bits);
-    } else if (k->full) {
-        _mm256_storeu_ps(t->yf[p] + t->oc + lane0, y);
-    } else {
-        _mm256_maskstore_ps(t->yf[p] + t->oc + lane0, k->store_mask, y);
+        return;
     }
+    if (t->res[p])
+        y = _mm256_add_ps(y, load_lanes(t->res[p] + lane0, k));
+    if (t->slope) {
+        if (t->shift_in)
+            y = _mm256_add_ps(y, k->shift_in);
+        const __m256 positive = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ);
+        y = _mm256_blendv_ps(_mm256_mul_ps(k->slope, y), y, positive);
+        if (t->shift_out)
+            y = _mm256_add_ps(y, k->shift_out);
+    }
+    if (k->full)
+        _mm256_storeu_ps(t->yf[p] + t->oc + lane0, y);
+    else
+        _mm256_maskstore_ps(t->yf[p] + t->oc + lane0, k->store_mask, y);
 }
 
 /* P pixels (p0..p0+P-1) x one block b. */

@@ -271,6 +271,7 @@ typedef struct {
     int atomic_bits;
     bnn_pack_fn pack;
     bnn_tile_fn tile;
+    int tile_finishes; /* the tile kernel applies the residual and activation itself */
 } run_job;
 
 /* Phase 1: the padded, group-aligned packed input, one buffer row at a time. */
@@ -316,35 +317,29 @@ static void fill_task(void *ctx, int tid, int nt)
     }
 }
 
-/* The float output of a tile, still in cache, plus the residual (res: the tile's first
- * pixel, row stride O), then PReLU with its shifts: each step rounds as the separate
- * operations would (y + r, then + shift_in, slope * v or v, then + shift_out). */
-static void finish_tile(const bnn_conv *cv, const bnn_tile *t, const float *res)
+/* The finish of a tile's float output (see bnn_tile), still in cache, for kernels that
+ * leave it to the caller: one pass per pixel, rounding as the separate operations do. */
+static void finish_tile(const bnn_tile *t)
 {
-    const int64_t oc = t->oc, o = cv->o;
     const int lanes = t->lanes;
-    const float *slope = cv->slope ? cv->slope + oc : NULL;
-    const float *shift_in = cv->shift_in ? cv->shift_in + oc : NULL;
-    const float *shift_out = cv->shift_out ? cv->shift_out + oc : NULL;
+    const float *slope = t->slope, *shift_in = t->shift_in, *shift_out = t->shift_out;
     for (int p = 0; p < t->npix; p++) {
-        float *y = t->yf[p] + oc;
-        if (res) {
-            const float *r = res + p * o + oc;
-            for (int k = 0; k < lanes; k++)
-                y[k] += r[k];
-        }
-        if (!slope)
-            continue;
-        if (shift_in)
-            for (int k = 0; k < lanes; k++)
-                y[k] += shift_in[k];
+        float *restrict y = t->yf[p] + t->oc;
+        const float *restrict r = t->res[p];
         for (int k = 0; k < lanes; k++) {
-            const float v = y[k], scaled = slope[k] * v;
-            y[k] = v > 0.0f ? v : scaled;
+            float v = y[k];
+            if (r)
+                v += r[k];
+            if (slope) {
+                if (shift_in)
+                    v += shift_in[k];
+                const float scaled = slope[k] * v;
+                v = v > 0.0f ? v : scaled;
+                if (shift_out)
+                    v += shift_out[k];
+            }
+            y[k] = v;
         }
-        if (shift_out)
-            for (int k = 0; k < lanes; k++)
-                y[k] += shift_out[k];
     }
 }
 
@@ -379,6 +374,9 @@ static void compute_task(void *ctx, int tid, int nt)
         t.packed_out = j->yq != NULL;
         t.atomic_bits = j->atomic_bits;
         t.npix = (int)(j->npix - p0 < BNN_TILE ? j->npix - p0 : BNN_TILE);
+        t.slope = cv->slope ? cv->slope + t.oc : NULL;
+        t.shift_in = cv->shift_in ? cv->shift_in + t.oc : NULL;
+        t.shift_out = cv->shift_out ? cv->shift_out + t.oc : NULL;
         /* Output coordinates of the tile's first pixel; the input pointer then advances
          * one output pixel at a time and is recomputed at each new row. */
         int64_t ni = p0 / (ho * wo), oy = (p0 / wo) % ho, ox = p0 % wo;
@@ -390,6 +388,7 @@ static void compute_task(void *ctx, int tid, int nt)
             t.corr[p] = crow && crow[j->cc[ox]] ? crow[j->cc[ox]] + lane0 : NULL;
             t.yf[p] = j->yf ? j->yf + pix * cv->o : NULL;
             t.yp[p] = j->yq ? j->yq + pix * cv->cow : NULL;
+            t.res[p] = j->res ? j->res + pix * cv->o + t.oc : NULL;
             if (++ox < wo) {
                 xpix += sw * wpp;
             } else if (p + 1 < t.npix) {
@@ -403,8 +402,8 @@ static void compute_task(void *ctx, int tid, int nt)
             }
         }
         j->tile(&t);
-        if (j->res || cv->slope)
-            finish_tile(cv, &t, j->res ? j->res + p0 * cv->o : NULL);
+        if ((j->res || cv->slope) && !j->tile_finishes)
+            finish_tile(&t);
     }
 }
 
@@ -504,6 +503,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     j.cc = cc;
     j.class_corr = class_corr;
     j.tile = bnn_tile_kernel((int)isa);
+    j.tile_finishes = bnn_tile_finishes((int)isa);
     j.pack = bnn_pack_kernel((int)isa);
     if (!direct) {
         /* Packing a row costs about a quarter of a word operation per input value. */

@@ -1,6 +1,7 @@
 /* Float operations of a packed network that NumPy runs in several passes with
  * temporaries: max and average pooling, and the per-channel PReLU / RPReLU, each in one
- * pass over channels-last (NHWC) data, shared out to the thread team by output rows; and
+ * pass over channels-last (NHWC) data, shared out to the thread team by output rows;
+ * the NCHW <-> NHWC transposition at the network's edges, by cache blocks; and
  * (AVX2 + FMA) the float convolution, without NumPy's materialised im2col matrix.
  *
  * The results are those of PyTorch: a max-pooling window never takes its padding, NaN
@@ -171,6 +172,54 @@ BNN_API int bnn_prelu(const float *x, int64_t rows, int64_t c, const float *shif
     prelu_job j = {x, shift_in, slope, shift_out, y, rows, c};
     /* Memory-bound: a value costs about a sixteenth of a word operation. */
     bnn_parallel(bnn_team_size(threads, rows, rows * c / 16), prelu_task, &j);
+    return BNN_OK;
+}
+
+/* ---- layout changes -------------------------------------------------------------- */
+
+/* Side of the square blocks a transposition moves at a time (2 x 4 KB, inside L1). */
+#define TRANSPOSE_BLOCK 32
+
+typedef struct {
+    const float *x;
+    float *y;
+    int64_t n, rows, cols, col_blocks;
+} transpose_job;
+
+static void transpose_task(void *ctx, int tid, int nt)
+{
+    const transpose_job *j = ctx;
+    const int64_t rows = j->rows, cols = j->cols;
+    int64_t b0, b1;
+    bnn_share(j->n * j->col_blocks, tid, nt, &b0, &b1);
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t ni = b / j->col_blocks, c0 = (b % j->col_blocks) * TRANSPOSE_BLOCK;
+        const int64_t c1 = c0 + TRANSPOSE_BLOCK < cols ? c0 + TRANSPOSE_BLOCK : cols;
+        const float *x = j->x + ni * rows * cols;
+        float *y = j->y + ni * rows * cols;
+        for (int64_t r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK) {
+            const int64_t r1 = r0 + TRANSPOSE_BLOCK < rows ? r0 + TRANSPOSE_BLOCK : rows;
+            for (int64_t c = c0; c < c1; c++)
+                for (int64_t r = r0; r < r1; r++)
+                    y[c * rows + r] = x[r * cols + c];
+        }
+    }
+}
+
+/* y[i][c][r] = x[i][r][c] for n matrices of rows x cols: NCHW to NHWC with rows = C and
+ * cols = H * W, and back with the two swapped. NumPy's strided copy of a transposed
+ * view walks one side with a large stride; blocks keep both sides in cache. */
+BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols, float *y,
+                          int64_t threads)
+{
+    if (!x || !y || x == y || n < 0 || rows < 0 || cols < 0)
+        return BNN_EINVAL;
+    if (n == 0 || rows == 0 || cols == 0)
+        return BNN_OK;
+    transpose_job j = {x, y, n, rows, cols, (cols + TRANSPOSE_BLOCK - 1) / TRANSPOSE_BLOCK};
+    /* Memory-bound: a value costs about a sixteenth of a word operation. */
+    bnn_parallel(bnn_team_size(threads, n * j.col_blocks, n * rows * cols / 16), transpose_task,
+                 &j);
     return BNN_OK;
 }
 

@@ -92,6 +92,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # x, rows, c, shift_in, slope, shift_out, y, threads
     lib.bnn_prelu.argtypes = [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _I64]
     lib.bnn_prelu.restype = ctypes.c_int
+    # x, n, rows, cols, y, threads
+    lib.bnn_transpose.argtypes = [_PTR, _I64, _I64, _I64, _PTR, _I64]
+    lib.bnn_transpose.restype = ctypes.c_int
     # x, n, h, w, c, panels, bias, o, y, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, threads
     lib.bnn_float_conv2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _I64, _PTR]
     lib.bnn_float_conv2d.argtypes += [_I64] * 11

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn.runtime import blas, fusion, kernels, layers, reference
+from bnn.runtime import blas, float_ops, fusion, kernels, layers, reference
 from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
 from bnn.runtime.format import BitTensor, Pack, read
 from bnn.runtime.graph import OPS, Graph, Node
@@ -52,6 +52,7 @@ class Network:
         self.metadata = pack.metadata
         self.file_bytes = pack.file_bytes
         self._threads = threads
+        self._float_threads = threads or kernels.default_threads()
         self._packed_outputs, self._packed_inputs = _packed_edges(pack.graph)
         self._epilogues = fusion.epilogues(pack.graph, set(self._packed_outputs))
         self._fused_into = {
@@ -59,10 +60,8 @@ class Network:
             for conv, epilogue in self._epilogues.items()
             for absorbed in epilogue.absorbed
         }
-        self._steps: list[tuple[Node, list[str], Step]] = [
-            self._plan(node, pack.tensors) for node in pack.graph.nodes
-        ]
-        self._last_use = _last_uses(pack.graph)
+        steps = [self._plan(node, pack.tensors) for node in pack.graph.nodes]
+        self._schedule = _schedule(pack.graph, steps)
 
     @property
     def threads(self) -> int | None:
@@ -101,17 +100,18 @@ class Network:
         timings: list[NodeTiming] = []
         clock = time.perf_counter
         with blas.limited(1):
-            for index, (node, sources, step) in enumerate(self._steps):
+            for node, sources, step, reuse, done in self._schedule:
                 start = clock() if profile else 0.0
-                first = node.inputs[0]
-                reuse = first != self.graph.input_name and self._last_use.get(first) == index
                 values[node.name] = step([values[source] for source in sources], reuse)
                 if profile:
                     timings.append(NodeTiming(node.name, node.op, clock() - start))
-                for source in node.inputs:
-                    if self._last_use.get(source) == index:
-                        del values[source]
-        return [_to_nchw(values[name]) for name in self.graph.outputs], timings
+                for source in done:
+                    del values[source]
+        outputs = [values[name] for name in self.graph.outputs]
+        return [
+            float_ops.channels_first(y, self._float_threads) if y.ndim == 4 else y
+            for y in outputs
+        ], timings
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -124,7 +124,7 @@ class Network:
         if not np.issubdtype(x.dtype, np.floating):
             raise RuntimeInputError(f"the network takes float32 input, got {x.dtype}")
         if x.ndim == 4:
-            return np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)
+            return float_ops.channels_last(x, self._float_threads)
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _plan(self, node: Node, tensors: dict[str, Any]) -> tuple[Node, list[str], Step]:
@@ -144,7 +144,7 @@ class Network:
             else:
                 planner = PLANNERS[node.op]
                 step = planner(
-                    node.attrs, _floats(node, tensors), self._threads or kernels.default_threads()
+                    node.attrs, _floats(node, tensors), self._float_threads
                 )
         except KeyError as exc:
             raise RuntimeFormatError(f"node {node.name!r} ({node.op}): {exc} is missing") from None
@@ -276,14 +276,22 @@ def _packed_edges(graph: Graph) -> tuple[dict[str, str], set[str]]:
     return producers, set(producers.values())
 
 
-def _last_uses(graph: Graph) -> dict[str, int]:
-    """For each value that is not a graph output, the index of the last node reading it."""
+def _schedule(
+    graph: Graph, steps: list[tuple[Node, list[str], Step]]
+) -> list[tuple[Node, list[str], Step, bool, list[str]]]:
+    """The planned steps in order, each with whether it may overwrite its first input
+    (no later node reads it and it is not the network's input) and the values it reads
+    last, freed once it has run (graph outputs never are)."""
     last: dict[str, int] = {}
     for index, node in enumerate(graph.nodes):
         for source in node.inputs:
             last[source] = index
-    return {name: index for name, index in last.items() if name not in graph.outputs}
-
-
-def _to_nchw(value: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(value.transpose(0, 3, 1, 2)) if value.ndim == 4 else value
+    for name in graph.outputs:
+        last.pop(name, None)
+    schedule = []
+    for index, (node, sources, step) in enumerate(steps):
+        first = node.inputs[0]
+        reuse = first != graph.input_name and last.get(first) == index
+        done = list(dict.fromkeys(s for s in node.inputs if last.get(s) == index))
+        schedule.append((node, sources, step, reuse, done))
+    return schedule

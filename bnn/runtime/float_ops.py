@@ -89,6 +89,32 @@ def column_panels(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(rows, blocks, PANEL_COLUMNS).transpose(1, 0, 2))
 
 
+def channels_last(x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """``x`` (NCHW, any float type) as a contiguous float32 NHWC array."""
+    n, c, h, w = x.shape
+    return _transpose(x, n, c, h * w, threads).reshape(n, h, w, c)
+
+
+def channels_first(x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """``x`` (NHWC float32) as a contiguous NCHW array."""
+    n, h, w, c = x.shape
+    return _transpose(x, n, h * w, c, threads).reshape(n, c, h, w)
+
+
+def _transpose(x: np.ndarray, n: int, rows: int, cols: int, threads: int) -> np.ndarray:
+    """The ``n`` matrices ``rows x cols`` held by ``x``, each transposed: ``[n, cols, rows]``
+    float32, by the compiled library (cache blocks, on the thread team) when it is built."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    lib = _library.load()
+    if lib is None:
+        return np.ascontiguousarray(x.reshape(n, rows, cols).transpose(0, 2, 1))
+    y = np.empty((n, cols, rows), dtype=np.float32)
+    _library.check(
+        lib.bnn_transpose(x.ctypes.data, n, rows, cols, y.ctypes.data, threads), "transpose"
+    )
+    return y
+
+
 def conv2d(
     x: np.ndarray,
     matrix: np.ndarray,
