@@ -109,8 +109,7 @@ class Network:
                     del values[source]
         outputs = [values[name] for name in self.graph.outputs]
         return [
-            float_ops.channels_first(y, self._float_threads) if y.ndim == 4 else y
-            for y in outputs
+            float_ops.channels_first(y, self._float_threads) if y.ndim == 4 else y for y in outputs
         ], timings
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
@@ -143,9 +142,7 @@ class Network:
                 step = self._binary(node, tensors[node.tensors["weight"]], tensors, epilogue)
             else:
                 planner = PLANNERS[node.op]
-                step = planner(
-                    node.attrs, _floats(node, tensors), self._float_threads
-                )
+                step = planner(node.attrs, _floats(node, tensors), self._float_threads)
         except KeyError as exc:
             raise RuntimeFormatError(f"node {node.name!r} ({node.op}): {exc} is missing") from None
         return node, sources, step
