@@ -1,6 +1,7 @@
-"""The runtime's float operations and its thread team: pooling and PReLU in the compiled
-library against PyTorch (and against the NumPy fallback used without the library), and
-the team under concurrent callers, failing tasks and fork()."""
+"""The runtime's float operations and its thread team: pooling, PReLU and the NCHW/NHWC
+transpositions in the compiled library against PyTorch or NumPy (and against the NumPy
+fallback used without the library), and the team under concurrent callers, failing tasks
+and fork()."""
 
 from __future__ import annotations
 
@@ -60,6 +61,23 @@ def test_pooling_matches_torch_and_the_numpy_fallback(case, threads, monkeypatch
     fallback_max, fallback_avg = pools(nhwc(x), case, threads)
     np.testing.assert_array_equal(fallback_max, maximum)
     np.testing.assert_allclose(fallback_avg, average, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 224, 224), (2, 70, 9, 5), (3, 1, 1, 33), (1, 64, 1, 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_layout_changes_match_numpy(shape, threads, monkeypatch):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    last = float_ops.channels_last(x, threads)
+    assert last.flags.c_contiguous and last.dtype == np.float32
+    np.testing.assert_array_equal(last, x.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(float_ops.channels_first(last, threads), x)
+    half = x.astype(np.float16)
+    np.testing.assert_array_equal(
+        float_ops.channels_last(half, threads), half.astype(np.float32).transpose(0, 2, 3, 1)
+    )
+    monkeypatch.setattr(_library, "load", lambda: None)
+    np.testing.assert_array_equal(float_ops.channels_last(x, threads), last)
+    np.testing.assert_array_equal(float_ops.channels_first(last, threads), x)
 
 
 def test_pooling_window_beyond_its_padding_falls_back_to_numpy():
