@@ -25,7 +25,7 @@ setup(
         Extension(
             "bnn.runtime._libkernels",
             sources=SOURCES,
-            depends=["bnn/runtime/_kernels.h"],
+            depends=["bnn/runtime/_kernels.h", "bnn/runtime/_kernels_pool.h"],
             extra_compile_args=FLAGS,
             extra_link_args=["-pthread"],
             optional=True,

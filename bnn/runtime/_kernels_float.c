@@ -19,115 +19,50 @@ typedef struct {
     int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor;
 } pool_job;
 
-/* Four floats as one vector (GCC and Clang vector extensions: SSE on x86-64, NEON on
- * AArch64, plain code elsewhere), and a pooling window's register block. */
-typedef float f32x4 __attribute__((vector_size(16)));
-typedef int32_t i32x4 __attribute__((vector_size(16)));
-#define POOL_VECTORS 4
-#define POOL_LANES (4 * POOL_VECTORS)
-
-static inline f32x4 load4(const float *p)
-{
-    f32x4 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* A sum, or a maximum that NaN wins (as in PyTorch). */
 static inline __attribute__((always_inline)) float combine(float acc, float in, int average)
 {
     return average ? acc + in : in > acc || in != in ? in : acc;
 }
 
-static inline __attribute__((always_inline)) f32x4 combine4(f32x4 acc, f32x4 in, int average)
-{
-    if (average)
-        return acc + in;
-    const i32x4 take = (in > acc) | (in != in);
-    return (f32x4)((take & (i32x4)in) | (~take & (i32x4)acc));
-}
+/* The pooling loops, once on vectors of 4 floats (SSE on x86-64, NEON on AArch64, plain
+ * code elsewhere) and, on x86-64, once on vectors of 8 for AVX2 CPUs. Each lane does the
+ * same operations in the same order in both, so their results are identical. */
+#define POOL_FLOATS 4
+#define POOL_ATTR
+#define POOL_TASK pool_task
+#include "_kernels_pool.h"
 
-/* Output rows [r0, r1) of a pooling; `average` is a constant at each call site, so the
- * compiler builds one loop nest for max and one for average, with the channel loops
- * vectorised and inlined. */
-static inline __attribute__((always_inline)) void pool_rows(const pool_job *j, int64_t r0,
-                                                            int64_t r1, const int average)
-{
-    const int64_t c = j->c, h = j->h, w = j->w, oh = j->oh, ow = j->ow;
-    const int64_t kh = j->kh, kw = j->kw, sh = j->sh, sw = j->sw, ph = j->ph, pw = j->pw;
-    const float *const x = j->x;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t ni = r / oh, top = r % oh * sh - ph;
-        const int64_t y0 = top > 0 ? top : 0, y1 = top + kh < h ? top + kh : h;
-        for (int64_t ox = 0; ox < ow; ox++) {
-            const int64_t left = ox * sw - pw;
-            const int64_t x0 = left > 0 ? left : 0, x1 = left + kw < w ? left + kw : w;
-            float *out = j->y + (r * ow + ox) * c;
-            const float *corner = x + ((ni * h + y0) * w + x0) * c;
-            int64_t k0 = 0;
-            /* Blocks of POOL_LANES channels stay in registers across the window's taps. */
-            for (; k0 + POOL_LANES <= c; k0 += POOL_LANES) {
-                f32x4 acc[POOL_VECTORS];
-                for (int v = 0; v < POOL_VECTORS; v++)
-                    acc[v] = load4(corner + k0 + 4 * v);
-                for (int64_t yi = y0; yi < y1; yi++)
-                    for (int64_t xi = yi == y0 ? x0 + 1 : x0; xi < x1; xi++) {
-                        const float *in = x + ((ni * h + yi) * w + xi) * c + k0;
-                        for (int v = 0; v < POOL_VECTORS; v++)
-                            acc[v] = combine4(acc[v], load4(in + 4 * v), average);
-                    }
-                memcpy(out + k0, acc, sizeof acc);
-            }
-            for (; k0 < c; k0++) {
-                float acc = corner[k0];
-                for (int64_t yi = y0; yi < y1; yi++)
-                    for (int64_t xi = yi == y0 ? x0 + 1 : x0; xi < x1; xi++)
-                        acc = combine(acc, x[((ni * h + yi) * w + xi) * c + k0], average);
-                out[k0] = acc;
-            }
-            if (!average)
-                continue;
-            int64_t count = j->divisor;
-            if (count <= 0 && j->include_pad) {
-                const int64_t bottom = top + kh < h + ph ? top + kh : h + ph;
-                const int64_t right = left + kw < w + pw ? left + kw : w + pw;
-                count = (bottom - top) * (right - left);
-            } else if (count <= 0) {
-                count = (y1 - y0) * (x1 - x0);
-            }
-            const float d = (float)count;
-            for (int64_t k = 0; k < c; k++)
-                out[k] /= d;
-        }
-    }
-}
-
-static void pool_task(void *ctx, int tid, int nt)
-{
-    const pool_job *j = ctx;
-    int64_t r0, r1;
-    bnn_share(j->n * j->oh, tid, nt, &r0, &r1);
-    if (j->average)
-        pool_rows(j, r0, r1, 1);
-    else
-        pool_rows(j, r0, r1, 0);
-}
+#if defined(__x86_64__) || defined(__i386__)
+#define POOL_FLOATS 8
+#define POOL_ATTR __attribute__((target("avx2")))
+#define POOL_TASK pool_task_avx2
+#include "_kernels_pool.h"
+#endif
 
 /* Max (average == 0) or average pooling of x [n, h, w, c] into y [n, oh, ow, c]; the
  * caller computes the output size (ceil mode included) so that every window holds at
- * least one input. divisor > 0 replaces the window size of an average. */
+ * least one input. divisor > 0 replaces the window size of an average. isa: the kernel
+ * path (BNN_ISA_*); AVX2 and AVX-512 use the 8-float loops, portable the 4-float ones. */
 BNN_API int bnn_pool2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c, float *y,
                        int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                        int64_t ph, int64_t pw, int64_t average, int64_t include_pad,
-                       int64_t divisor, int64_t threads)
+                       int64_t divisor, int64_t isa, int64_t threads)
 {
     if (!x || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || oh <= 0 || ow <= 0 || kh <= 0 ||
         kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || (oh - 1) * sh - ph >= h ||
         (ow - 1) * sw - pw >= w || ph >= kh || pw >= kw)
         return BNN_EINVAL;
+    if (!bnn_isa_supported((int)isa))
+        return BNN_EISA;
     pool_job j = {x, y, n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor};
+    bnn_task_fn task = pool_task;
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa >= BNN_ISA_AVX2)
+        task = pool_task_avx2;
+#endif
     /* A compared or added value costs about a quarter of a word operation. */
-    bnn_parallel(bnn_team_size(threads, n * oh, n * oh * ow * kh * kw * c / 4), pool_task, &j);
+    bnn_parallel(bnn_team_size(threads, n * oh, n * oh * ow * kh * kw * c / 4), task, &j);
     return BNN_OK;
 }
 
@@ -323,12 +258,12 @@ static float *zero_padded(const float *x, int64_t n, int64_t h, int64_t w, int64
 #endif
 
 /* y [n, oh, ow, o] = conv(x [n, h, w, c]) + bias with the column panels described above;
- * BNN_EISA on a CPU without AVX2 and FMA. */
+ * BNN_EISA on a CPU without AVX2 and FMA, or for the portable path (isa). */
 BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                              const float *panels, const float *bias, int64_t o, float *y,
                              int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
                              int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                             int64_t threads)
+                             int64_t isa, int64_t threads)
 {
     if (!x || !panels || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || o <= 0 || oh <= 0 ||
         ow <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || dh <= 0 ||
@@ -336,7 +271,7 @@ BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, in
         (ow - 1) * sw + (kw - 1) * dw >= w + 2 * pw)
         return BNN_EINVAL;
 #if defined(__x86_64__) || defined(__i386__)
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    if (isa < BNN_ISA_AVX2 || !bnn_isa_supported((int)isa) || !__builtin_cpu_supports("fma"))
         return BNN_EISA;
     float *padded = NULL;
     if (ph || pw) {
@@ -354,6 +289,7 @@ BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, in
     return BNN_OK;
 #else
     (void)bias;
+    (void)isa;
     (void)threads;
     return BNN_EISA;
 #endif

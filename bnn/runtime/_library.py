@@ -86,8 +86,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # layer, x, x_packed, n, h, w, y, y_packed, residual, isa, threads
     lib.bnn_conv2d_run.argtypes = [_PTR, _PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64]
     lib.bnn_conv2d_run.restype = ctypes.c_int
-    # x, n, h, w, c, y, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor, threads
-    lib.bnn_pool2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR] + [_I64] * 12
+    # x, n, h, w, c, y, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor, isa,
+    # threads
+    lib.bnn_pool2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR] + [_I64] * 13
     lib.bnn_pool2d.restype = ctypes.c_int
     # x, rows, c, shift_in, slope, shift_out, y, threads
     lib.bnn_prelu.argtypes = [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _I64]
@@ -95,9 +96,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # x, n, rows, cols, y, threads
     lib.bnn_transpose.argtypes = [_PTR, _I64, _I64, _I64, _PTR, _I64]
     lib.bnn_transpose.restype = ctypes.c_int
-    # x, n, h, w, c, panels, bias, o, y, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, threads
+    # x, n, h, w, c, panels, bias, o, y, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, isa, threads
     lib.bnn_float_conv2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _I64, _PTR]
-    lib.bnn_float_conv2d.argtypes += [_I64] * 11
+    lib.bnn_float_conv2d.argtypes += [_I64] * 12
     lib.bnn_float_conv2d.restype = ctypes.c_int
     lib.bnn_parallel_callback.argtypes = [_I64, CALLBACK]
     lib.bnn_parallel_callback.restype = None

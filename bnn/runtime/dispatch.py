@@ -2,8 +2,10 @@
 
 ``BNN_RUNTIME_ISA`` forces a path (``avx512``, ``avx2``, ``portable``, or ``numpy`` for
 the NumPy reference); it is an error if the CPU or the build cannot run it. Unset, the
-fastest path the CPU supports is used. Threads: a call's ``threads`` argument, else
-``BNN_RUNTIME_THREADS``, else ``OMP_NUM_THREADS``, else the number of cores.
+fastest path the CPU supports is used. The float operations of
+:mod:`bnn.runtime.float_ops` follow it too (``portable``: no AVX2 code; ``numpy``: NumPy
+only). Threads: a call's ``threads`` argument, else ``BNN_RUNTIME_THREADS``, else
+``OMP_NUM_THREADS``, else the number of cores.
 """
 
 from __future__ import annotations

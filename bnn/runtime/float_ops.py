@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from bnn.runtime import _library, parallel
+from bnn.runtime import _library, dispatch, parallel
 
 #: Convolutions of at least this many multiply-adds, and poolings of inputs of at least
 #: this many values, run as bands on several threads; smaller ones on one (handing work
@@ -101,13 +101,25 @@ def channels_first(x: np.ndarray, threads: int = 1) -> np.ndarray:
     return _transpose(x, n, h * w, c, threads).reshape(n, c, h, w)
 
 
+def native() -> tuple[Any, int] | None:
+    """The compiled library and the code of the kernel path in force
+    (``BNN_RUNTIME_ISA`` or the CPU's best), or None without the library or with the
+    NumPy reference forced: the float operations then run in NumPy as well."""
+    lib = _library.load()
+    if lib is None:
+        return None
+    path = dispatch.isa()
+    return None if path == dispatch.REFERENCE_ISA else (lib, _library.ISAS.index(path))
+
+
 def _transpose(x: np.ndarray, n: int, rows: int, cols: int, threads: int) -> np.ndarray:
     """The ``n`` matrices ``rows x cols`` held by ``x``, each transposed: ``[n, cols, rows]``
     float32, by the compiled library (cache blocks, on the thread team) when it is built."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    lib = _library.load()
-    if lib is None:
+    compiled = native()
+    if compiled is None:
         return np.ascontiguousarray(x.reshape(n, rows, cols).transpose(0, 2, 1))
+    lib = compiled[0]
     y = np.empty((n, cols, rows), dtype=np.float32)
     _library.check(
         lib.bnn_transpose(x.ctypes.data, n, rows, cols, y.ctypes.data, threads), "transpose"
@@ -170,14 +182,15 @@ def conv2d(
 
 def _native_arrays(
     x: np.ndarray, out: Sequence[int], channels: int
-) -> tuple[Any, np.ndarray, np.ndarray] | None:
-    """The compiled library, ``x`` as contiguous float32 and an empty NHWC output of
-    ``out`` x ``channels``, or None without the library or for an empty output."""
-    lib = _library.load()
-    if lib is None or min(out) < 1:
+) -> tuple[Any, int, np.ndarray, np.ndarray] | None:
+    """:func:`native`'s library and path, ``x`` as contiguous float32 and an empty NHWC
+    output of ``out`` x ``channels``; None where :func:`native` is or for an empty
+    output."""
+    compiled = native()
+    if compiled is None or min(out) < 1:
         return None
     x = np.ascontiguousarray(x, dtype=np.float32)
-    return lib, x, np.empty((x.shape[0], out[0], out[1], channels), dtype=np.float32)
+    return *compiled, x, np.empty((x.shape[0], out[0], out[1], channels), dtype=np.float32)
 
 
 def _native_conv(
@@ -192,16 +205,16 @@ def _native_conv(
     dilation: Sequence[int],
     threads: int,
 ) -> np.ndarray | None:
-    """The convolution by the compiled library (``bnn_float_conv2d``), or None without
-    the library or on a CPU without AVX2 and FMA."""
+    """The convolution by the compiled library (``bnn_float_conv2d``), or None where
+    :func:`native` is, on a CPU without AVX2 and FMA, or with the portable path forced."""
     prepared = _native_arrays(x, out, channels)
     if prepared is None:
         return None
-    lib, x, y = prepared
+    lib, isa, x, y = prepared
     n, h, w, c = x.shape
     status = lib.bnn_float_conv2d(
         x.ctypes.data, n, h, w, c, panels.ctypes.data, None if bias is None else bias.ctypes.data,
-        channels, y.ctypes.data, *out, *kernel, *stride, *padding, *dilation, threads,
+        channels, y.ctypes.data, *out, *kernel, *stride, *padding, *dilation, isa, threads,
     )  # fmt: skip
     if status == _library.EISA:
         return None
@@ -292,12 +305,14 @@ def _native_pool(
     divisor: int | None,
     threads: int,
 ) -> np.ndarray | None:
-    """The pooling in one pass of the compiled library (``bnn_pool2d``), or None without
-    the library or for windows it does not take (padding of a whole kernel or more)."""
+    """The pooling in one pass of the compiled library (``bnn_pool2d``: vectors of 8
+    floats on the AVX2 and AVX-512 paths, of 4 on the portable one), or None where
+    :func:`native` is or for windows it does not take (padding of a whole kernel or
+    more)."""
     prepared = _native_arrays(x, out, x.shape[3])
     if prepared is None:
         return None
-    lib, x, y = prepared
+    lib, isa, x, y = prepared
     n, h, w, c = x.shape
     status = lib.bnn_pool2d(
         x.ctypes.data,
@@ -314,6 +329,7 @@ def _native_pool(
         average,
         int(include_pad),
         divisor or 0,
+        isa,
         threads,
     )
     return y if status == 0 else None

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bnn.runtime import _library, float_ops
+from bnn.runtime import float_ops
 from bnn.runtime.errors import RuntimeInputError
 
 Floats = Callable[[str], "np.ndarray | None"]
@@ -98,9 +98,9 @@ def spatial_scale(attrs: dict[str, Any], floats: Floats, threads: int) -> Step:
 
 
 def _leaky(slope: np.ndarray) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
-    """``x`` where ``x >= 0``, ``slope * x`` elsewhere (per channel), into ``out``: as
-    ``max(x, slope * x)`` when every slope is in [0, 1] (two passes), else
-    ``x + (slope - 1) * min(x, 0)``."""
+    """PReLU as PyTorch computes it, ``x > 0 ? x : slope * x`` per channel, into ``out``
+    (which may be ``x``): as ``max(x, slope * x)`` (two passes, the same values) when
+    every slope is in [0, 1], else by a selection."""
     if bool(np.all((slope >= 0) & (slope <= 1))):
 
         def bounded(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
@@ -108,12 +108,13 @@ def _leaky(slope: np.ndarray) -> Callable[[np.ndarray, np.ndarray | None], np.nd
             return np.maximum(x, scaled, out=scaled if out is None else out)
 
         return bounded
-    bend = slope - 1
 
     def general(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        negative = np.minimum(x, 0)
-        negative *= bend
-        return np.add(x, negative, out=negative if out is None else out)
+        y = np.where(x > 0, x, x * slope)
+        if out is None:
+            return y
+        np.copyto(out, y)
+        return out
 
     return general
 
@@ -127,10 +128,11 @@ def _native_prelu(
     threads: int,
 ) -> np.ndarray | None:
     """``prelu(x + shift_in) + shift_out`` in one pass of the compiled library
-    (``bnn_prelu``), into ``out`` when given; None without the library."""
-    lib = _library.load()
-    if lib is None or x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim < 2:
+    (``bnn_prelu``), into ``out`` when given; None where :func:`float_ops.native` is."""
+    compiled = float_ops.native()
+    if compiled is None or x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim < 2:
         return None
+    lib = compiled[0]
     channels = x.shape[-1]
     per_channel = [
         None if v is None else np.ascontiguousarray(np.broadcast_to(v, (channels,)))
