@@ -116,55 +116,61 @@ INLINE void epilogue(const bnn_tile *t, int p, int b, const block_consts *k, __m
         _mm256_maskstore_ps(t->yf[p] + t->oc + lane0, k->store_mask, y);
 }
 
-/* P pixels (p0..p0+P-1) x one block b. */
-INLINE void tile_block(const bnn_tile *t, int p0, int P, int b)
+/* Byte counts of (tap, word) steps [i0, i1) (at most BYTE_STEPS) for P pixels x one
+ * block, widened to 64-bit lanes and added to cnt (or stored there when first). */
+INLINE void count_steps(const bnn_tile *t, const uint64_t *const *xs, const uint64_t *w,
+                        int64_t i0, int64_t i1, int P, int first, __m256i cnt[][2])
 {
     const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256i acc[P2][2];
+    for (int p = 0; p < P; p++)
+        acc[p][0] = acc[p][1] = _mm256_setzero_si256();
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t off = t->offs[i];
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + i * BNN_BLOCK));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + i * BNN_BLOCK + 4));
+        for (int p = 0; p < P; p++) {
+            const __m256i xb = _mm256_set1_epi64x((long long)xs[p][off]);
+            acc[p][0] = _mm256_add_epi8(
+                acc[p][0], popcount_bytes(_mm256_xor_si256(xb, w0), table, low4));
+            acc[p][1] = _mm256_add_epi8(
+                acc[p][1], popcount_bytes(_mm256_xor_si256(xb, w1), table, low4));
+        }
+    }
+    const __m256i zero = _mm256_setzero_si256();
+    for (int p = 0; p < P; p++)
+        for (int h = 0; h < 2; h++) {
+            const __m256i wide = _mm256_sad_epu8(acc[p][h], zero);
+            cnt[p][h] = first ? wide : _mm256_add_epi64(cnt[p][h], wide);
+        }
+}
+
+/* P pixels (p0..p0+P-1) x one block b, whose transform constants are k. */
+INLINE void tile_block(const bnn_tile *t, int p0, int P, int b, const block_consts *k)
+{
     const uint64_t *w = t->w + (size_t)b * (size_t)t->L * BNN_BLOCK;
     const uint64_t *xs[P2];
-    __m256i tot[P2][2];
-    for (int p = 0; p < P; p++) {
-        xs[p] = t->x[p0 + p];
-        tot[p][0] = tot[p][1] = _mm256_setzero_si256();
-    }
-    for (int64_t i0 = 0; i0 < t->L; i0 += BYTE_STEPS) {
-        const int64_t i1 = i0 + BYTE_STEPS < t->L ? i0 + BYTE_STEPS : t->L;
-        __m256i acc[P2][2];
-        for (int p = 0; p < P; p++)
-            acc[p][0] = acc[p][1] = _mm256_setzero_si256();
-        for (int64_t i = i0; i < i1; i++) {
-            const int64_t off = t->offs[i];
-            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + i * BNN_BLOCK));
-            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + i * BNN_BLOCK + 4));
-            for (int p = 0; p < P; p++) {
-                const __m256i xb = _mm256_set1_epi64x((long long)xs[p][off]);
-                acc[p][0] = _mm256_add_epi8(
-                    acc[p][0], popcount_bytes(_mm256_xor_si256(xb, w0), table, low4));
-                acc[p][1] = _mm256_add_epi8(
-                    acc[p][1], popcount_bytes(_mm256_xor_si256(xb, w1), table, low4));
-            }
-        }
-        const __m256i zero = _mm256_setzero_si256();
-        for (int p = 0; p < P; p++) {
-            tot[p][0] = _mm256_add_epi64(tot[p][0], _mm256_sad_epu8(acc[p][0], zero));
-            tot[p][1] = _mm256_add_epi64(tot[p][1], _mm256_sad_epu8(acc[p][1], zero));
-        }
-    }
-    const block_consts k = load_consts(t, b);
     for (int p = 0; p < P; p++)
-        epilogue(t, p0 + p, b, &k, narrow_counts(tot[p][0], tot[p][1]));
+        xs[p] = t->x[p0 + p];
+    __m256i cnt[P2][2];
+    count_steps(t, xs, w, 0, t->L < BYTE_STEPS ? t->L : BYTE_STEPS, P, 1, cnt);
+    for (int64_t i0 = BYTE_STEPS; i0 < t->L; i0 += BYTE_STEPS)
+        count_steps(t, xs, w, i0, i0 + BYTE_STEPS < t->L ? i0 + BYTE_STEPS : t->L, P, 0, cnt);
+    for (int p = 0; p < P; p++)
+        epilogue(t, p0 + p, b, k, narrow_counts(cnt[p][0], cnt[p][1]));
 }
 
 TARGET void bnn_tile_avx2(const bnn_tile *t)
 {
     for (int b = 0; b < t->nb; b++) {
+        const block_consts k = load_consts(t, b);
         int p = 0;
         for (; p + P2 <= t->npix; p += P2)
-            tile_block(t, p, P2, b);
+            tile_block(t, p, P2, b, &k);
         for (; p < t->npix; p++)
-            tile_block(t, p, 1, b);
+            tile_block(t, p, 1, b, &k);
     }
 }
 
