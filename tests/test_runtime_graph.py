@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import struct
 import subprocess
 import sys
@@ -292,6 +293,8 @@ def test_bench_command(capsys, lenet, tmp_path):
     report = json.loads(out)
     assert code == 0 and report["rounds"] == 2 and report["threads"] == 1
     assert report["speedup"] == pytest.approx(report["torch_ms"] / report["runtime_ms"])
+    assert len(report["round_speedups"]) == 2 and min(report["round_speedups"]) > 0
+    assert report["paired_speedup"] == pytest.approx(statistics.median(report["round_speedups"]))
     layers = {layer["name"]: layer for layer in report["layers"]}
     assert layers["fc1"]["modules"] == ["fc1", "bn3"] and layers["fc1"]["torch_ms"] > 0
     assert layers["flatten"]["torch_ms"] is None

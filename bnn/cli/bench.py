@@ -139,3 +139,4 @@ def _print_report(report: dict[str, Any]) -> None:
             f"binary layers: {packed:.3f} ms packed vs {floats:.3f} ms float "
             f"({floats / packed:.2f}x); whole network {report['speedup']:.2f}x"
         )
+    out.print(f"median of the rounds' own whole-network ratios: {report['paired_speedup']:.2f}x")

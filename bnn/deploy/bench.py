@@ -6,7 +6,9 @@ at least ``BLOCK_SECONDS``), runs it once more with per-node clocks, then does t
 with the float model (eval, no gradients), its layers timed by forward hooks on its leaf
 modules. Both run with their default settings; the blocks keep PyTorch's idle OpenMP
 threads, which spin on the cores for milliseconds after its last call, from being
-charged to the runtime. Figures are medians over the rounds. A runtime node is compared
+charged to the runtime. Figures are medians over the rounds; the whole-network speed-up
+is also given paired, as the median of the rounds' own ratios (a slow spell of a shared
+machine then weighs on both sides of a ratio). A runtime node is compared
 with the float modules it computes (``Node.modules``: a binary layer with the batch norm
 folded into it is compared with the float convolution plus that batch norm, and with the
 PReLU after it when the runtime fuses the shortcut addition and activation into the
@@ -81,11 +83,17 @@ class BenchResult:
     batch: int
     input_shape: list[int]
     isa: str
+    round_speedups: list[float]
 
     @property
     def speedup(self) -> float:
-        """Float time over packed time for the whole network."""
+        """Float time over packed time for the whole network (ratio of the medians)."""
         return self.torch_ms / self.runtime_ms
+
+    @property
+    def paired_speedup(self) -> float:
+        """Median over rounds of each round's float time over packed time."""
+        return statistics.median(self.round_speedups)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -93,6 +101,8 @@ class BenchResult:
             "runtime_ms": self.runtime_ms,
             "torch_ms": self.torch_ms,
             "speedup": self.speedup,
+            "paired_speedup": self.paired_speedup,
+            "round_speedups": self.round_speedups,
             "rounds": self.rounds,
             "threads": self.threads,
             "batch": self.batch,
@@ -238,4 +248,5 @@ def compare(
         batch=int(x.shape[0]),
         input_shape=list(x.shape[1:]),
         isa=kernels.isa(),
+        round_speedups=[f / p for f, p in zip(whole_torch, whole_runtime, strict=True)],
     )
