@@ -177,6 +177,9 @@ BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols,
 #define FC_TARGET __attribute__((target("avx2,fma")))
 #define FC_ROWS 6
 #define FC_COLS 16
+/* Tiles that go through the column panels together: with the panel, the input rows of
+ * 16 x 6 pixels of a 7x7 stride-2 convolution (about 16 KB) fit in L1. */
+#define FC_TILE_RUN 16
 
 typedef struct {
     const float *x; /* [n][hp][wp][c]: the input, zero-padded */
@@ -186,17 +189,27 @@ typedef struct {
     int64_t runs, run, run_step; /* per kernel row: runs of `run` floats, `run_step` apart */
 } fconv_job;
 
-FC_TARGET static void fconv_tile(const fconv_job *j, int64_t p0, int rows)
+/* Each pixel's first input value for the tile of pixels p0 .. p0 + rows - 1; rows past
+ * the last pixel repeat the first one (they are computed, not stored). */
+static void fconv_rows(const fconv_job *j, int64_t p0, int rows, const float **a)
 {
-    const int64_t o = j->o, k = j->k, c = j->c, row_step = j->dh * j->wp * c;
-    /* Each pixel's first input value; rows past the last pixel repeat it (not stored). */
-    const float *a[FC_ROWS];
     for (int r = 0; r < FC_ROWS; r++) {
         const int64_t p = p0 + (r < rows ? r : 0), ni = p / (j->oh * j->ow);
         const int64_t oy = p / j->ow % j->oh, ox = p % j->ow;
-        a[r] = j->x + ((ni * j->hp + oy * j->sh) * j->wp + ox * j->sw) * c;
+        a[r] = j->x + ((ni * j->hp + oy * j->sh) * j->wp + ox * j->sw) * j->c;
     }
-    for (int64_t col = 0; col < o; col += FC_COLS) {
+}
+
+/* Output channels [col0, col1) (multiples of 16) of the tile whose input rows are
+ * rows_in. */
+FC_TARGET static void fconv_tile(const fconv_job *j, const float *const *rows_in, int64_t p0,
+                                 int rows, int64_t col0, int64_t col1)
+{
+    const int64_t o = j->o, k = j->k, row_step = j->dh * j->wp * j->c;
+    const float *a[FC_ROWS];
+    for (int r = 0; r < FC_ROWS; r++)
+        a[r] = rows_in[r];
+    for (int64_t col = col0; col < col1; col += FC_COLS) {
         const float *b = j->panels + (col / FC_COLS) * k * FC_COLS;
         __m256 acc[FC_ROWS][2];
         for (int r = 0; r < FC_ROWS; r++)
@@ -229,15 +242,28 @@ FC_TARGET static void fconv_tile(const fconv_job *j, int64_t p0, int rows)
     }
 }
 
+/* A run of tiles goes through the column panels one at a time: a panel (K x 16 floats,
+ * 9.4 KB for a 7x7x3 kernel) stays in L1 while the run's pixels use it, instead of every
+ * panel being read again from L2 for each tile. */
 static void fconv_task(void *ctx, int tid, int nt)
 {
     const fconv_job *j = ctx;
     int64_t t0, t1;
     bnn_share(j->tiles, tid, nt, &t0, &t1);
     const int64_t pixels = j->n * j->oh * j->ow;
-    for (int64_t t = t0; t < t1; t++) {
-        const int64_t p0 = t * FC_ROWS;
-        fconv_tile(j, p0, (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS));
+    const float *a[FC_TILE_RUN][FC_ROWS];
+    for (int64_t g0 = t0; g0 < t1; g0 += FC_TILE_RUN) {
+        const int64_t g1 = g0 + FC_TILE_RUN < t1 ? g0 + FC_TILE_RUN : t1;
+        for (int64_t t = g0; t < g1; t++) {
+            const int64_t p0 = t * FC_ROWS;
+            fconv_rows(j, p0, (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS), a[t - g0]);
+        }
+        for (int64_t col = 0; col < j->o; col += FC_COLS)
+            for (int64_t t = g0; t < g1; t++) {
+                const int64_t p0 = t * FC_ROWS;
+                const int rows = (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS);
+                fconv_tile(j, a[t - g0], p0, rows, col, col + FC_COLS);
+            }
     }
 }
 
