@@ -100,9 +100,8 @@ def test_networks_run_the_same_with_and_without_fusion(
     np.testing.assert_array_equal(network(x), unfused(monkeypatch, path)(x))
     with torch.no_grad():
         assert_agree(model(torch.from_numpy(x)).numpy(), network(x))
-    timings = {t.name: t for t in network.run(x, profile=True)[1]}
-    absorbed = next(iter(network.fused_into()))
-    assert timings[absorbed].seconds < 1e-3
+    timings = {t.name for t in network.run(x, profile=True)[1]}
+    assert timings == {n.name for n in network.nodes} - set(network.fused_into())
 
 
 class LateShortcut(nn.Module):

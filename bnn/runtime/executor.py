@@ -60,8 +60,12 @@ class Network:
             for conv, epilogue in self._epilogues.items()
             for absorbed in epilogue.absorbed
         }
-        steps = [self._plan(node, pack.tensors) for node in pack.graph.nodes]
-        self._schedule = _schedule(pack.graph, steps)
+        steps = [
+            self._plan(node, pack.tensors)
+            for node in pack.graph.nodes
+            if node.name not in self._fused_into
+        ]
+        self._schedule, self._outputs = _schedule(pack.graph, steps, self._fused_into)
 
     @property
     def threads(self) -> int | None:
@@ -85,7 +89,7 @@ class Network:
 
     def fused_into(self) -> dict[str, str]:
         """Nodes computed inside a binary convolution (a shortcut addition, a PReLU) ->
-        that convolution; they take no time of their own."""
+        that convolution; they have no step of their own."""
         return dict(self._fused_into)
 
     def __call__(self, x: np.ndarray) -> Any:
@@ -95,7 +99,8 @@ class Network:
     def run(
         self, x: np.ndarray, profile: bool = False
     ) -> tuple[list[np.ndarray], list[NodeTiming]]:
-        """The outputs for ``x`` and, with ``profile``, the wall time of every node."""
+        """The outputs for ``x`` and, with ``profile``, the wall time of every node that
+        runs (not of those fused into a convolution, see :meth:`fused_into`)."""
         values: dict[str, np.ndarray] = {self.graph.input_name: self._prepare(x)}
         timings: list[NodeTiming] = []
         clock = time.perf_counter
@@ -107,7 +112,7 @@ class Network:
                     timings.append(NodeTiming(node.name, node.op, clock() - start))
                 for source in done:
                     del values[source]
-        outputs = [values[name] for name in self.graph.outputs]
+        outputs = [values[name] for name in self._outputs]
         return [
             float_ops.channels_first(y, self._float_threads) if y.ndim == 4 else y for y in outputs
         ], timings
@@ -128,11 +133,6 @@ class Network:
 
     def _plan(self, node: Node, tensors: dict[str, Any]) -> tuple[Node, list[str], Step]:
         """The node, the values its step reads and the step."""
-        if node.name in self._fused_into:
-            # computed by the convolution: pass the convolution's (fused) output on
-            conv = self._fused_into[node.name]
-            source = conv if conv in node.inputs else node.inputs[0]
-            return node, [source], _passthrough
         epilogue = self._epilogues.get(node.name)
         sources = list(node.inputs)
         if epilogue is not None and epilogue.residual is not None:
@@ -217,12 +217,6 @@ def _single(layer: Callable[[np.ndarray], np.ndarray]) -> Step:
     return lambda inputs, reuse: layer(inputs[0])
 
 
-def _passthrough(inputs: list[np.ndarray], reuse: bool) -> np.ndarray:
-    """The step of a node whose work was done by the convolution before it. It returns
-    its input itself: that value has no other reader and is no graph output."""
-    return inputs[0]
-
-
 def _fused(
     words: np.ndarray, conv: dict[str, Any], activation: dict[str, Any], residual: bool
 ) -> Step:
@@ -274,21 +268,31 @@ def _packed_edges(graph: Graph) -> tuple[dict[str, str], set[str]]:
 
 
 def _schedule(
-    graph: Graph, steps: list[tuple[Node, list[str], Step]]
-) -> list[tuple[Node, list[str], Step, bool, list[str]]]:
-    """The planned steps in order, each with whether it may overwrite its first input
-    (no later node reads it and it is not the network's input) and the values it reads
-    last, freed once it has run (graph outputs never are)."""
+    graph: Graph, steps: list[tuple[Node, list[str], Step]], fused_into: dict[str, str]
+) -> tuple[list[tuple[Node, list[str], Step, bool, list[str]]], list[str]]:
+    """The planned steps in order, each with the values it reads, whether it may
+    overwrite the first of them (no later step reads it and it is not the network's
+    input) and the values it reads last, freed once it has run; and the values holding
+    the graph's outputs (never freed). A node fused into a convolution has no step: its
+    name stands for the convolution's output, which it would have passed on."""
+    alias: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.name in fused_into:
+            conv = fused_into[node.name]
+            source = conv if conv in node.inputs else node.inputs[0]
+            alias[node.name] = alias.get(source, source)
+    resolved = [(node, [alias.get(s, s) for s in sources], step) for node, sources, step in steps]
+    outputs = [alias.get(name, name) for name in graph.outputs]
     last: dict[str, int] = {}
-    for index, node in enumerate(graph.nodes):
-        for source in node.inputs:
+    for index, (_, sources, _) in enumerate(resolved):
+        for source in sources:
             last[source] = index
-    for name in graph.outputs:
+    for name in outputs:
         last.pop(name, None)
     schedule = []
-    for index, (node, sources, step) in enumerate(steps):
-        first = node.inputs[0]
+    for index, (node, sources, step) in enumerate(resolved):
+        first = sources[0]
         reuse = first != graph.input_name and last.get(first) == index
-        done = list(dict.fromkeys(s for s in node.inputs if last.get(s) == index))
+        done = list(dict.fromkeys(s for s in sources if last.get(s) == index))
         schedule.append((node, sources, step, reuse, done))
-    return schedule
+    return schedule, outputs
