@@ -53,9 +53,33 @@ bnn_tile_fn bnn_tile_kernel(int isa)
     return bnn_tile_portable;
 }
 
-int bnn_tile_finishes(int isa)
+/* The finish of a tile's float output (see bnn_tile) after its transform was stored,
+ * while it is in cache: one pass per pixel, rounding as the separate operations do. The
+ * AVX2 kernel applies it in registers instead. */
+void bnn_finish_tile(const bnn_tile *t)
 {
-    return isa == BNN_ISA_AVX2;
+    if (t->packed_out || (!t->slope && !t->res[0]))
+        return;
+    const int lanes = t->lanes;
+    const float *slope = t->slope, *shift_in = t->shift_in, *shift_out = t->shift_out;
+    for (int p = 0; p < t->npix; p++) {
+        float *restrict y = t->yf[p] + t->oc;
+        const float *restrict r = t->res[p];
+        for (int k = 0; k < lanes; k++) {
+            float v = y[k];
+            if (r)
+                v += r[k];
+            if (slope) {
+                if (shift_in)
+                    v += shift_in[k];
+                const float scaled = slope[k] * v;
+                v = v > 0.0f ? v : scaled;
+                if (shift_out)
+                    v += shift_out[k];
+            }
+            y[k] = v;
+        }
+    }
 }
 
 bnn_pack_fn bnn_pack_kernel(int isa)

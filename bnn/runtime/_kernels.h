@@ -53,11 +53,11 @@ typedef struct {
     int packed_out;        /* 1: write bits to yp, 0: write floats to yf */
     int atomic_bits;       /* 1: a chunk's bits may share an output byte with another chunk */
     int npix;              /* pixels in the tile */
-    /* The finish of a float output, applied by kernels for which bnn_tile_finishes is 1
-     * (the others leave it to the caller), in this order and rounding as the separate
-     * float32 operations do: y += res; y += shift_in; y = y > 0 ? y : slope * y;
-     * y += shift_out. Each pointer is at the chunk's first lane ([lanes] values), or NULL
-     * to skip that step (the shifts are NULL without a slope). */
+    /* The finish of a float output, applied by every kernel after the transform, in this
+     * order and rounding as the separate float32 operations do: y += res; y += shift_in;
+     * y = y > 0 ? y : slope * y; y += shift_out. Each pointer is at the chunk's first
+     * lane ([lanes] values), or NULL to skip that step (the shifts are NULL without a
+     * slope; res is NULL for every pixel or for none). */
     const float *slope, *shift_in, *shift_out;
     const float *res[BNN_TILE];    /* per pixel: its residual row, or NULL for none */
     const uint64_t *x[BNN_TILE];   /* per pixel: word 0 of its first tap in the buffer */
@@ -95,8 +95,9 @@ void bnn_pack_avx512(const float *x, int64_t x_stride, const float *thr, int64_t
 BNN_API int bnn_isa_supported(int isa);
 bnn_tile_fn bnn_tile_kernel(int isa);
 bnn_pack_fn bnn_pack_kernel(int isa);
-/* 1 if the ISA's tile kernel applies the finish fields of bnn_tile itself. */
-int bnn_tile_finishes(int isa);
+/* The finish fields of bnn_tile applied to a tile's stored float output (nothing for a
+ * packed output or without a finish); the portable and AVX-512 kernels end with it. */
+void bnn_finish_tile(const bnn_tile *t);
 bnn_ones_fn bnn_ones_kernel(void);
 void *bnn_alloc64(size_t bytes);
 

@@ -130,6 +130,7 @@ TARGET void bnn_tile_avx512(const bnn_tile *t)
         tile_pixels(t, b, 2);
     if (b < t->nb)
         tile_pixels(t, b, 1);
+    bnn_finish_tile(t);
 }
 
 /* Sixteen channels at a time: one compare yields their 16 bits directly. Masked loads

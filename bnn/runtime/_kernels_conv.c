@@ -271,7 +271,6 @@ typedef struct {
     int atomic_bits;
     bnn_pack_fn pack;
     bnn_tile_fn tile;
-    int tile_finishes; /* the tile kernel applies the residual and activation itself */
 } run_job;
 
 /* Phase 1: the padded, group-aligned packed input, one buffer row at a time. */
@@ -313,32 +312,6 @@ static void fill_task(void *ctx, int tid, int nt)
                         dst[xi * wpp + g * cwg + k] = extract_bits(src, cw, g * cpg + 64 * k, bits);
                     }
             }
-        }
-    }
-}
-
-/* The finish of a tile's float output (see bnn_tile), still in cache, for kernels that
- * leave it to the caller: one pass per pixel, rounding as the separate operations do. */
-static void finish_tile(const bnn_tile *t)
-{
-    const int lanes = t->lanes;
-    const float *slope = t->slope, *shift_in = t->shift_in, *shift_out = t->shift_out;
-    for (int p = 0; p < t->npix; p++) {
-        float *restrict y = t->yf[p] + t->oc;
-        const float *restrict r = t->res[p];
-        for (int k = 0; k < lanes; k++) {
-            float v = y[k];
-            if (r)
-                v += r[k];
-            if (slope) {
-                if (shift_in)
-                    v += shift_in[k];
-                const float scaled = slope[k] * v;
-                v = v > 0.0f ? v : scaled;
-                if (shift_out)
-                    v += shift_out[k];
-            }
-            y[k] = v;
         }
     }
 }
@@ -402,8 +375,6 @@ static void compute_task(void *ctx, int tid, int nt)
             }
         }
         j->tile(&t);
-        if ((j->res || cv->slope) && !j->tile_finishes)
-            finish_tile(&t);
     }
 }
 
@@ -503,7 +474,6 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     j.cc = cc;
     j.class_corr = class_corr;
     j.tile = bnn_tile_kernel((int)isa);
-    j.tile_finishes = bnn_tile_finishes((int)isa);
     j.pack = bnn_pack_kernel((int)isa);
     if (!direct) {
         /* Packing a row costs about a quarter of a word operation per input value. */

@@ -104,6 +104,7 @@ static inline __attribute__((always_inline)) int64_t ones(const uint64_t *w, int
 void bnn_tile_portable(const bnn_tile *t)
 {
     tile_all(t);
+    bnn_finish_tile(t);
 }
 
 int64_t bnn_ones_portable(const uint64_t *w, int64_t n)
@@ -115,6 +116,7 @@ int64_t bnn_ones_portable(const uint64_t *w, int64_t n)
 __attribute__((target("popcnt"))) void bnn_tile_portable_popcnt(const bnn_tile *t)
 {
     tile_all(t);
+    bnn_finish_tile(t);
 }
 
 __attribute__((target("popcnt"))) int64_t bnn_ones_portable_popcnt(const uint64_t *w, int64_t n)
