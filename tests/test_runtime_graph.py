@@ -309,6 +309,14 @@ def test_bench_command(capsys, lenet, tmp_path):
     assert code == 2 and "--rounds must be a positive integer" in err
 
 
+def test_bench_reports_a_bad_isa_switch_without_a_traceback(capsys, lenet, monkeypatch):
+    _, path = lenet
+    monkeypatch.setenv("BNN_RUNTIME_ISA", "sse9")
+    code, out, err = run(capsys, "bench", str(path), "--rounds", "1")
+    assert code == 2 and out == ""
+    assert "BNN_RUNTIME_ISA='sse9' is not an ISA path" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_large_float_convolution_split_into_bands(batch, tmp_path):
     torch.manual_seed(0)

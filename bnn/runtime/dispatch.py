@@ -14,6 +14,7 @@ import functools
 import os
 
 from bnn.runtime import _library
+from bnn.runtime.errors import UnknownPathError, UnsupportedPathError
 
 ENV_ISA = "BNN_RUNTIME_ISA"
 ENV_THREADS = "BNN_RUNTIME_THREADS"
@@ -38,8 +39,10 @@ def isa() -> str:
     """The path the kernels use now: ``BNN_RUNTIME_ISA`` if set, else the fastest one
     the CPU supports, or ``"numpy"`` when the library is not built.
 
-    Raises ValueError for an unknown name and RuntimeError for a path this CPU (or this
-    build) cannot run.
+    Raises :class:`~bnn.runtime.errors.UnknownPathError` (a ValueError) for an unknown
+    name and :class:`~bnn.runtime.errors.UnsupportedPathError` (a RuntimeError) for a
+    path this CPU (or this build) cannot run; the ``bnn`` command prints either as one
+    line and exits with status 2.
     """
     return _resolve(os.environ.get(ENV_ISA, ""))
 
@@ -52,11 +55,11 @@ def _resolve(setting: str) -> str:
         return REFERENCE_ISA
     if forced and forced not in _library.ISAS:
         known = ", ".join((*_library.ISAS, REFERENCE_ISA))
-        raise ValueError(f"{ENV_ISA}={forced!r} is not an ISA path; use one of: {known}")
+        raise UnknownPathError(f"{ENV_ISA}={forced!r} is not an ISA path; use one of: {known}")
     available = _supported()
     if forced:
         if forced not in available:
-            raise RuntimeError(
+            raise UnsupportedPathError(
                 f"{ENV_ISA}={forced!r}, but this CPU or build cannot run it "
                 f"(available: {', '.join(available) or 'none, the library is not built'})"
             )

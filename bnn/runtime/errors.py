@@ -1,6 +1,7 @@
-"""Errors of the packed runtime: a file it cannot read, an input it cannot run.
+"""Errors of the packed runtime: a file it cannot read, an input it cannot run, a forced
+kernel path it does not know or cannot run here.
 
-Both derive from :class:`bnn_core.errors.BnnError` (a torch-free module), so the ``bnn``
+All derive from :class:`bnn_core.errors.BnnError` (a torch-free module), so the ``bnn``
 command line prints them as one paragraph and exits with status 2.
 """
 
@@ -16,3 +17,11 @@ class RuntimeFormatError(BnnError, ValueError):
 
 class RuntimeInputError(BnnError, ValueError):
     """An input array does not fit the network (rank, channels or dtype)."""
+
+
+class UnknownPathError(BnnError, ValueError):
+    """``BNN_RUNTIME_ISA`` names no kernel path."""
+
+
+class UnsupportedPathError(BnnError, RuntimeError):
+    """``BNN_RUNTIME_ISA`` forces a kernel path this CPU or build cannot run."""
