@@ -141,6 +141,18 @@ def test_linear_matches_torch(isa: str, n: int, c: int, o: int) -> None:
             assert np.array_equal(bits, reference.pack_bits(y_ref + next_thr >= 0))
 
 
+def test_counts_beyond_16_bits(isa: str) -> None:
+    """70,000 input features, every one a mismatch for the first output: counts that
+    overflow 16 bits must still be exact."""
+    c = 70_000
+    rng = np.random.default_rng(7)
+    weight = rng.standard_normal((3, c)).astype(np.float32)
+    x = -weight[:1] - np.float32(0.5) * np.sign(weight[:1])  # the opposite sign everywhere
+    dot = sign(torch.from_numpy(x)) @ sign(torch.from_numpy(weight)).T
+    y = kernels.binary_linear(x, kernels.pack_weights(weight), in_features=c)
+    assert y[0, 0] == -c and np.array_equal(y, dot.float().numpy())
+
+
 def test_packed_output_with_non_finite_parameters(isa: str) -> None:
     """Infinite or NaN scale, bias or threshold give the bits of the float transform
     (NaN compares false: -1)."""

@@ -31,6 +31,7 @@
 #define BNN_TILE 24
 /* Channel blocks per work item: 64 output channels, one output word. */
 #define BNN_CHUNK_BLOCKS 8
+#define BNN_CHUNK_LANES (BNN_CHUNK_BLOCKS * BNN_BLOCK)
 
 enum { BNN_ISA_PORTABLE = 0, BNN_ISA_AVX2 = 1, BNN_ISA_AVX512 = 2, BNN_ISA_COUNT = 3 };
 enum { BNN_OK = 0, BNN_EINVAL = -1, BNN_EISA = -2, BNN_ENOMEM = -3 };
@@ -59,6 +60,11 @@ typedef struct {
      * lane ([lanes] values), or NULL to skip that step (the shifts are NULL without a
      * slope; res is NULL for every pixel or for none). */
     const float *slope, *shift_in, *shift_out;
+    /* AVX2 nibble path (see _kernels_avx2.c), or NULL: the chunk's weights, one nibble per
+     * byte [L][16][BNN_CHUNK_LANES], and per pixel the nibble offsets of its first tap's
+     * word 0. */
+    const uint8_t *wn;
+    const uint16_t *xi[BNN_TILE];
     const float *res[BNN_TILE];    /* per pixel: its residual row, or NULL for none */
     const uint64_t *x[BNN_TILE];   /* per pixel: word 0 of its first tap in the buffer */
     const int32_t *corr[BNN_TILE]; /* per pixel: zero-padding correction at lane 0, or NULL */
@@ -86,6 +92,7 @@ int64_t bnn_ones_portable_popcnt(const uint64_t *w, int64_t n);
 void bnn_tile_avx2(const bnn_tile *t);
 void bnn_pack_avx2(const float *x, int64_t x_stride, const float *thr, int64_t n,
                    int64_t rows, uint64_t *out, int64_t out_stride);
+void bnn_nibble_index_avx2(const uint64_t *x, int64_t n, uint16_t *out);
 void bnn_tile_avx512(const bnn_tile *t);
 void bnn_pack_avx512(const float *x, int64_t x_stride, const float *thr, int64_t n,
                      int64_t rows, uint64_t *out, int64_t out_stride);

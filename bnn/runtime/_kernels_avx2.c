@@ -1,13 +1,26 @@
 /* AVX2 binary kernels (x86-64 CPUs from 2013 on without AVX-512 VPOPCNTDQ).
  *
- * AVX2 has no vector popcount, so each 256-bit XOR result is counted per byte with two
- * 16-entry table look-ups (VPSHUFB on the low and high nibbles). Byte counts are summed
- * in 8-bit lanes for at most 31 (tap, word) steps (31 * 8 < 256, no overflow), then
- * widened to one 64-bit count per lane with VPSADBW. One block of 8 output channels is
- * two vectors of 4 weight words; the register tile is P2 pixels x one block. */
+ * AVX2 has no vector popcount; both paths count with 16-entry table look-ups (VPSHUFB).
+ *
+ * Nibble path (layers without groups, the common case). The layer keeps a second copy
+ * of its weights with one 4-bit nibble per byte, [chunk][tap, word][nibble j][64 lanes],
+ * and each run turns the packed input into byte offsets of its nibbles
+ * (bnn_nibble_index_avx2). For nibble j of an input word with value v, the table
+ * NIB_TABLE[v] holds popcount(v ^ i) at byte i, so a single VPSHUFB indexed by the
+ * weight nibbles of 32 output channels yields their 32 mismatch counts for those 4 input
+ * channels: one look-up and one add per 128 binary multiply-adds, where the path below
+ * needs four vector operations. Byte counts are summed for NIB_STEPS (tap, word) steps
+ * (3 * 16 nibbles * 4 < 256), then widened to 16 bits.
+ *
+ * Word path (grouped layers). Each 256-bit XOR result is counted per byte with two look-ups
+ * (low and high nibbles). Byte counts are summed in 8-bit lanes for at most 31
+ * (tap, word) steps (31 * 8 < 256, no overflow), then widened to one 64-bit count per
+ * lane with VPSADBW. One block of 8 output channels is two vectors of 4 weight words; the
+ * register tile is P2 pixels x one block. */
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
+#include <string.h>
 
 #include "_kernels.h"
 
@@ -18,6 +31,11 @@
 #define P2 4
 /* (tap, word) steps summed in 8-bit lanes before widening. */
 #define BYTE_STEPS 31
+/* Pixels per register tile of the nibble path (2 x PN byte accumulators); BNN_TILE must
+ * be a multiple. */
+#define PN 6
+/* (tap, word) steps of the nibble path summed in 8-bit lanes before widening. */
+#define NIB_STEPS 3
 
 /* Per-byte population count of v. */
 INLINE __m256i popcount_bytes(__m256i v, __m256i table, __m256i low4)
@@ -162,8 +180,134 @@ INLINE void tile_block(const bnn_tile *t, int p0, int P, int b, const block_cons
         epilogue(t, p0 + p, b, k, narrow_counts(cnt[p][0], cnt[p][1]));
 }
 
+/* NIB_TABLE[v][i] = popcount(v ^ (i % 16)): the mismatches of input nibble v against a
+ * weight nibble, for VPSHUFB (both 128-bit halves alike). */
+static const uint8_t NIB_TABLE[16][32] __attribute__((aligned(32))) = {
+#define PC(x) (((x) & 1) + (((x) >> 1) & 1) + (((x) >> 2) & 1) + (((x) >> 3) & 1))
+#define HALF(v)                                                                            \
+    PC((v) ^ 0), PC((v) ^ 1), PC((v) ^ 2), PC((v) ^ 3), PC((v) ^ 4), PC((v) ^ 5),         \
+        PC((v) ^ 6), PC((v) ^ 7), PC((v) ^ 8), PC((v) ^ 9), PC((v) ^ 10), PC((v) ^ 11),    \
+        PC((v) ^ 12), PC((v) ^ 13), PC((v) ^ 14), PC((v) ^ 15)
+#define ROW(v) {HALF(v), HALF(v)}
+    ROW(0), ROW(1), ROW(2),  ROW(3),  ROW(4),  ROW(5),  ROW(6),  ROW(7),
+    ROW(8), ROW(9), ROW(10), ROW(11), ROW(12), ROW(13), ROW(14), ROW(15),
+#undef ROW
+#undef HALF
+#undef PC
+};
+
+/* One look-up and add per pixel and quad: acc += NIB_TABLE[input nibble][weight nibble]. */
+#define NIB_LOOKUP(p)                                                                      \
+    do {                                                                                   \
+        const __m256i tv = _mm256_load_si256((const __m256i *)(table + y[p][j]));          \
+        a0[p] = _mm256_add_epi8(a0[p], _mm256_shuffle_epi8(tv, w0));                       \
+        if (Q > 1)                                                                         \
+            a1[p] = _mm256_add_epi8(a1[p], _mm256_shuffle_epi8(tv, w1));                   \
+    } while (0)
+
+/* Mismatch counts of P pixels (p0..) x Q quads of 32 lanes over all (tap, word) steps,
+ * added to counts[p][lane] (16-bit lanes, zero on entry). */
+INLINE void nib_counts(const bnn_tile *t, int p0, int P, int Q, uint16_t counts[][BNN_CHUNK_LANES])
+{
+    const char *table = (const char *)NIB_TABLE;
+    for (int64_t i0 = 0; i0 < t->L; i0 += NIB_STEPS) {
+        const int64_t i1 = i0 + NIB_STEPS < t->L ? i0 + NIB_STEPS : t->L;
+        __m256i a0[PN], a1[PN];
+        for (int p = 0; p < P; p++)
+            a0[p] = a1[p] = _mm256_setzero_si256();
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t off = t->offs[i] * 16;
+            const uint16_t *y[PN];
+            for (int p = 0; p < P; p++)
+                y[p] = t->xi[p0 + p] + off;
+            const uint8_t *w = t->wn + i * 16 * BNN_CHUNK_LANES;
+            for (int j = 0; j < 16; j++) {
+                const __m256i w0 = _mm256_load_si256((const __m256i *)(w + j * BNN_CHUNK_LANES));
+                const __m256i w1 =
+                    Q > 1 ? _mm256_load_si256((const __m256i *)(w + j * BNN_CHUNK_LANES + 32)) : w0;
+                NIB_LOOKUP(0);
+                if (P > 1)
+                    NIB_LOOKUP(1);
+                if (P > 2)
+                    NIB_LOOKUP(2);
+                if (P > 3)
+                    NIB_LOOKUP(3);
+                if (P > 4)
+                    NIB_LOOKUP(4);
+                if (P > 5)
+                    NIB_LOOKUP(5);
+            }
+        }
+        for (int p = 0; p < P; p++)
+            for (int q = 0; q < Q; q++) {
+                const __m256i a = q ? a1[p] : a0[p];
+                __m256i *c = (__m256i *)(counts[p] + 32 * q);
+                _mm256_storeu_si256(c, _mm256_add_epi16(_mm256_loadu_si256(c),
+                                                        _mm256_cvtepu8_epi16(
+                                                            _mm256_castsi256_si128(a))));
+                _mm256_storeu_si256(c + 1, _mm256_add_epi16(_mm256_loadu_si256(c + 1),
+                                                            _mm256_cvtepu8_epi16(
+                                                                _mm256_extracti128_si256(a, 1))));
+            }
+    }
+}
+
+/* nib_counts for each register tile shape, compiled by GCC without partial redundancy
+ * elimination: with it, GCC copies every accumulator once per step (a register move per
+ * look-up), which costs a quarter of the loop's throughput. */
+#if defined(__clang__)
+#define NO_TREE_PRE
+#else
+#define NO_TREE_PRE __attribute__((optimize("no-tree-pre")))
+#endif
+#define NIB_COUNTS(P, Q)                                                                   \
+    static __attribute__((noinline)) NO_TREE_PRE TARGET void nib_counts_##P##_##Q(         \
+        const bnn_tile *t, int p0, uint16_t counts[][BNN_CHUNK_LANES])                     \
+    {                                                                                      \
+        nib_counts(t, p0, P, Q, counts);                                                   \
+    }
+NIB_COUNTS(6, 2)
+NIB_COUNTS(1, 2)
+NIB_COUNTS(6, 1)
+NIB_COUNTS(1, 1)
+
+/* P pixels (p0..) x every block of the chunk through the nibble path. */
+INLINE void nib_tile(const bnn_tile *t, int p0, int P, int Q, const block_consts *k)
+{
+    uint16_t counts[PN][BNN_CHUNK_LANES] __attribute__((aligned(32)));
+    memset(counts, 0, sizeof counts);
+    if (P == PN)
+        (Q == 2 ? nib_counts_6_2 : nib_counts_6_1)(t, p0, counts);
+    else
+        (Q == 2 ? nib_counts_1_2 : nib_counts_1_1)(t, p0, counts);
+    for (int p = 0; p < P; p++)
+        for (int b = 0; b < t->nb; b++)
+            epilogue(t, p0 + p, b, &k[b],
+                     _mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)(counts[p] + 8 * b))));
+}
+
+/* The whole tile through the nibble path, with Q quads per pixel. */
+INLINE void nib_tile_all(const bnn_tile *t, int Q)
+{
+    block_consts k[BNN_CHUNK_BLOCKS];
+    for (int b = 0; b < t->nb; b++)
+        k[b] = load_consts(t, b);
+    int p = 0;
+    for (; p + PN <= t->npix; p += PN)
+        nib_tile(t, p, PN, Q, k);
+    for (; p < t->npix; p++)
+        nib_tile(t, p, 1, Q, k);
+}
+
 TARGET void bnn_tile_avx2(const bnn_tile *t)
 {
+    if (t->wn) {
+        if (t->nb > 4)
+            nib_tile_all(t, 2);
+        else
+            nib_tile_all(t, 1);
+        return;
+    }
     for (int b = 0; b < t->nb; b++) {
         const block_consts k = load_consts(t, b);
         int p = 0;
@@ -203,6 +347,20 @@ TARGET void bnn_pack_avx2(const float *x, int64_t x_stride, const float *thr, in
 {
     for (int64_t r = 0; r < rows; r++)
         pack_row(x + r * x_stride, thr, n, out + r * out_stride);
+}
+
+/* Byte offsets into NIB_TABLE of every nibble of n packed words: out[16 * k + j] =
+ * 32 * nibble j of x[k]. Each byte b of a word gives nibbles 2b (low) and 2b + 1 (high),
+ * which land in the low and high halves of one 32-bit lane. */
+TARGET void bnn_nibble_index_avx2(const uint64_t *x, int64_t n, uint16_t *out)
+{
+    const __m256i low = _mm256_set1_epi32(0x0F), high = _mm256_set1_epi32(0xF0);
+    for (int64_t k = 0; k < n; k++) {
+        const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + k)));
+        const __m256i v = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(b, low), 5),
+                                          _mm256_slli_epi32(_mm256_and_si256(b, high), 17));
+        _mm256_storeu_si256((__m256i *)(out + 16 * k), v);
+    }
 }
 
 #endif

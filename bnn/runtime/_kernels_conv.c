@@ -57,6 +57,10 @@ typedef struct {
     int32_t *dmin;       /* [2][lanes]: packed output bit = dmin <= dot <= dmax, or NULL */
     int32_t *dmax;
     float *slope, *shift_in, *shift_out; /* [O] each, or NULL */
+    /* The weights for the AVX2 nibble path, one nibble per byte
+     * [chunk][L][16][BNN_CHUNK_LANES], zero in unused lanes; NULL for grouped
+     * layers, layers with more than 65535 / 64 (tap, word) steps and CPUs without AVX2. */
+    uint8_t *wn;
 } bnn_conv;
 
 BNN_API void bnn_conv2d_destroy(bnn_conv *cv)
@@ -64,6 +68,7 @@ BNN_API void bnn_conv2d_destroy(bnn_conv *cv)
     if (!cv)
         return;
     free(cv->wb);
+    free(cv->wn);
     free(cv->scale);
     free(cv->in_thr);
     free(cv->tap_sum);
@@ -132,6 +137,30 @@ static int integer_thresholds(bnn_conv *cv, int32_t kc)
             cv->dmax[lane] = on ? kc : 0;
         }
     }
+    return 1;
+}
+
+/* The nibble copy of the prepared weights (cv->wn) from the word layout cv->wb. Returns
+ * 0 when memory runs out. */
+static int nibble_weights(bnn_conv *cv)
+{
+    const int64_t L = cv->L, chunks = (cv->lanes + BNN_CHUNK_LANES - 1) / BNN_CHUNK_LANES;
+    cv->wn = bnn_alloc64((size_t)(chunks * L * 16 * BNN_CHUNK_LANES));
+    if (!cv->wn)
+        return 0;
+    for (int64_t c = 0; c < chunks; c++)
+        for (int64_t i = 0; i < L; i++)
+            for (int j = 0; j < 16; j++) {
+                uint8_t *dst = cv->wn + ((c * L + i) * 16 + j) * BNN_CHUNK_LANES;
+                for (int64_t l = 0; l < BNN_CHUNK_LANES; l++) {
+                    const int64_t lane = c * BNN_CHUNK_LANES + l;
+                    const uint64_t word =
+                        lane < cv->lanes
+                            ? cv->wb[((lane / BNN_BLOCK) * L + i) * BNN_BLOCK + lane % BNN_BLOCK]
+                            : 0;
+                    dst[l] = (uint8_t)((word >> (4 * j)) & 15);
+                }
+            }
     return 1;
 }
 
@@ -219,6 +248,12 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
         if (cv->thr)
             cv->thr[lane] = valid ? s->next_threshold[oc] : 0.0f;
     }
+    /* The nibble path's 16-bit counts hold at most 64 * L mismatches. */
+    if (cv->groups == 1 && L * 64 <= UINT16_MAX && bnn_isa_supported(BNN_ISA_AVX2) &&
+        !nibble_weights(cv)) {
+        bnn_conv2d_destroy(cv);
+        return NULL;
+    }
     if (!integer_thresholds(cv, (int32_t)(K * cv->cpg))) {
         free(cv->dmin);
         cv->dmin = cv->dmax = NULL;
@@ -264,6 +299,7 @@ typedef struct {
     const float *xf;
     const uint64_t *xq, *xsrc, *fill;
     uint64_t *xbuf, *yq;
+    uint16_t *xi; /* nibble offsets of the buffer's words (AVX2 nibble path), or NULL */
     float *yf;
     const float *res; /* [npix][O] added to the float output, or NULL */
     const int64_t *offs, *rc, *cc;
@@ -273,46 +309,60 @@ typedef struct {
     bnn_tile_fn tile;
 } run_job;
 
-/* Phase 1: the padded, group-aligned packed input, one buffer row at a time. */
-static void fill_task(void *ctx, int tid, int nt)
+/* Row r of the padded, group-aligned packed input buffer. */
+static void fill_row(const run_job *j, int64_t r)
 {
-    const run_job *j = ctx;
     const bnn_conv *cv = j->cv;
     const int64_t h = j->h, w = j->w, hp = j->hp, wp = j->wp, wpp = j->wpp, ph = cv->ph;
     const int64_t pw = cv->pw, c = cv->c, G = cv->groups, cpg = cv->cpg, cwg = cv->cwg;
     const int64_t cw = cv->cw;
-    int64_t r0, r1;
-    bnn_share(j->n * hp, tid, nt, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t ni = r / hp, yi = r % hp - ph;
-        uint64_t *row = j->xbuf + r * wp * wpp;
-        const int inside = yi >= 0 && yi < h;
-        for (int64_t xp = 0; xp < wp; xp++)
-            if (!inside || xp < pw || xp >= pw + w)
-                memcpy(row + xp * wpp, j->fill, (size_t)wpp * sizeof *row);
-        if (!inside)
-            continue;
-        uint64_t *dst = row + pw * wpp;     /* first pixel inside the input */
-        const int64_t pix = (ni * h + yi) * w; /* its index in the input */
-        if (j->xf) {
+    const int64_t ni = r / hp, yi = r % hp - ph;
+    uint64_t *row = j->xbuf + r * wp * wpp;
+    const int inside = yi >= 0 && yi < h;
+    for (int64_t xp = 0; xp < wp; xp++)
+        if (!inside || xp < pw || xp >= pw + w)
+            memcpy(row + xp * wpp, j->fill, (size_t)wpp * sizeof *row);
+    if (!inside)
+        return;
+    uint64_t *dst = row + pw * wpp;        /* first pixel inside the input */
+    const int64_t pix = (ni * h + yi) * w; /* its index in the input */
+    if (j->xf) {
+        for (int64_t g = 0; g < G; g++)
+            j->pack(j->xf + pix * c + g * cpg, c, cv->in_thr ? cv->in_thr + g * cpg : NULL, cpg,
+                    w, dst + g * cwg, wpp);
+    } else if (G == 1 || cpg % 64 == 0) {
+        memcpy(dst, j->xq + pix * cw, (size_t)(w * cw) * sizeof *dst);
+        if (cv->last_mask != ~0ULL)
+            for (int64_t xi = 0; xi < w; xi++)
+                dst[xi * cw + cw - 1] &= cv->last_mask;
+    } else {
+        for (int64_t xi = 0; xi < w; xi++) {
+            const uint64_t *src = j->xq + (pix + xi) * cw;
             for (int64_t g = 0; g < G; g++)
-                j->pack(j->xf + pix * c + g * cpg, c, cv->in_thr ? cv->in_thr + g * cpg : NULL,
-                        cpg, w, dst + g * cwg, wpp);
-        } else if (G == 1 || cpg % 64 == 0) {
-            memcpy(dst, j->xq + pix * cw, (size_t)(w * cw) * sizeof *dst);
-            if (cv->last_mask != ~0ULL)
-                for (int64_t xi = 0; xi < w; xi++)
-                    dst[xi * cw + cw - 1] &= cv->last_mask;
-        } else {
-            for (int64_t xi = 0; xi < w; xi++) {
-                const uint64_t *src = j->xq + (pix + xi) * cw;
-                for (int64_t g = 0; g < G; g++)
-                    for (int64_t k = 0; k < cwg; k++) {
-                        const int bits = (int)(cpg - 64 * k < 64 ? cpg - 64 * k : 64);
-                        dst[xi * wpp + g * cwg + k] = extract_bits(src, cw, g * cpg + 64 * k, bits);
-                    }
-            }
+                for (int64_t k = 0; k < cwg; k++) {
+                    const int bits = (int)(cpg - 64 * k < 64 ? cpg - 64 * k : 64);
+                    dst[xi * wpp + g * cwg + k] = extract_bits(src, cw, g * cpg + 64 * k, bits);
+                }
         }
+    }
+}
+
+/* Phase 1: the packed input buffer (unless the input is read in place) and, for the
+ * nibble path, its nibble offsets, one buffer row at a time. */
+static void fill_task(void *ctx, int tid, int nt)
+{
+    const run_job *j = ctx;
+    int64_t r0, r1;
+    bnn_share(j->n * j->hs, tid, nt, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        if (j->xbuf)
+            fill_row(j, r);
+#if defined(__x86_64__) || defined(__i386__)
+        if (j->xi) {
+            const int64_t words = j->ws * j->wpp; /* per buffer row */
+            bnn_nibble_index_avx2(j->xsrc + r * words, words, j->xi + r * words * 16);
+        }
+#endif
     }
 }
 
@@ -350,6 +400,7 @@ static void compute_task(void *ctx, int tid, int nt)
         t.slope = cv->slope ? cv->slope + t.oc : NULL;
         t.shift_in = cv->shift_in ? cv->shift_in + t.oc : NULL;
         t.shift_out = cv->shift_out ? cv->shift_out + t.oc : NULL;
+        t.wn = j->xi ? cv->wn + chunk * cv->L * 16 * BNN_CHUNK_LANES : NULL;
         /* Output coordinates of the tile's first pixel; the input pointer then advances
          * one output pixel at a time and is recomputed at each new row. */
         int64_t ni = p0 / (ho * wo), oy = (p0 / wo) % ho, ox = p0 % wo;
@@ -358,6 +409,7 @@ static void compute_task(void *ctx, int tid, int nt)
         for (int p = 0; p < t.npix; p++) {
             const int64_t pix = p0 + p;
             t.x[p] = xpix;
+            t.xi[p] = j->xi ? j->xi + (xpix - j->xsrc) * 16 : NULL;
             t.corr[p] = crow && crow[j->cc[ox]] ? crow[j->cc[ox]] + lane0 : NULL;
             t.yf[p] = j->yf ? j->yf + pix * cv->o : NULL;
             t.yp[p] = j->yq ? j->yq + pix * cv->cow : NULL;
@@ -422,10 +474,15 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     int64_t *offs = malloc((size_t)(L + 3 * (ho + wo)) * sizeof *offs);
     uint64_t *fill = malloc((size_t)wpp * sizeof *fill);
     uint64_t *xbuf = direct ? NULL : bnn_alloc64((size_t)(n * j.hp * j.wp * wpp) * sizeof *xbuf);
+    /* The nibble path needs the offsets of every word of the buffer (or in-place input). */
+    const int64_t src_words = direct ? n * h * w * cw : n * j.hp * j.wp * wpp;
+    uint16_t *xi = isa == BNN_ISA_AVX2 && cv->wn
+                       ? bnn_alloc64((size_t)(src_words * 16) * sizeof *xi)
+                       : NULL;
     int32_t *corr = NULL;
     /* Per (row class, column class): its correction row, NULL when no tap falls outside. */
     const int32_t **class_corr = NULL;
-    if (!offs || !fill || (!direct && !xbuf))
+    if (!offs || !fill || (!direct && !xbuf) || (isa == BNN_ISA_AVX2 && cv->wn && !xi))
         goto done;
     int64_t *rc = offs + L, *rlo = rc + ho, *rhi = rlo + ho;
     int64_t *cc = rhi + ho, *clo = cc + wo, *chi = clo + wo;
@@ -465,6 +522,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
         memset(j.yq, 0, (size_t)(j.npix * cv->cow) * sizeof *j.yq);
 
     j.xbuf = xbuf;
+    j.xi = xi;
     j.fill = fill;
     j.xsrc = direct ? j.xq : xbuf;
     j.hs = direct ? h : j.hp;
@@ -475,10 +533,10 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     j.class_corr = class_corr;
     j.tile = bnn_tile_kernel((int)isa);
     j.pack = bnn_pack_kernel((int)isa);
-    if (!direct) {
+    if (!direct || xi) {
         /* Packing a row costs about a quarter of a word operation per input value. */
-        const int64_t values = n * j.hp * j.wp * (j.xf ? cv->c : wpp * 16);
-        bnn_parallel(bnn_team_size(threads, n * j.hp, values / 4), fill_task, &j);
+        const int64_t values = n * j.hs * j.ws * (j.xf ? cv->c : wpp * 16);
+        bnn_parallel(bnn_team_size(threads, n * j.hs, values / 4), fill_task, &j);
     }
     bnn_parallel(bnn_team_size(threads, j.items, j.npix * lanes * L), compute_task, &j);
     status = BNN_OK;
@@ -487,6 +545,7 @@ done:
     free(offs);
     free(fill);
     free(xbuf);
+    free(xi);
     free(corr);
     free(class_corr);
     return status;
