@@ -63,7 +63,9 @@ def test_pooling_matches_torch_and_the_numpy_fallback(isa, case, threads, monkey
     np.testing.assert_allclose(fallback_avg, average, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 224, 224), (2, 70, 9, 5), (3, 1, 1, 33), (1, 64, 1, 1)])
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 224, 224), (2, 3, 5, 7), (2, 70, 9, 5), (3, 1, 1, 33), (1, 64, 1, 1)]
+)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_layout_changes_match_numpy(shape, threads, monkeypatch):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

@@ -121,6 +121,17 @@ typedef struct {
     int64_t n, rows, cols, col_blocks;
 } transpose_job;
 
+/* Columns [c0, c1) of a matrix with few rows (R, a constant once inlined, such as the 3
+ * colour planes of an image): each output row is R consecutive values. */
+static inline __attribute__((always_inline)) void transpose_few_rows(const float *x, float *y,
+                                                                      int64_t cols, int64_t c0,
+                                                                      int64_t c1, int R)
+{
+    for (int64_t c = c0; c < c1; c++)
+        for (int r = 0; r < R; r++)
+            y[c * R + r] = x[r * cols + c];
+}
+
 static void transpose_task(void *ctx, int tid, int nt)
 {
     const transpose_job *j = ctx;
@@ -132,6 +143,14 @@ static void transpose_task(void *ctx, int tid, int nt)
         const int64_t c1 = c0 + TRANSPOSE_BLOCK < cols ? c0 + TRANSPOSE_BLOCK : cols;
         const float *x = j->x + ni * rows * cols;
         float *y = j->y + ni * rows * cols;
+        if (rows == 3) { /* an RGB image */
+            transpose_few_rows(x, y, cols, c0, c1, 3);
+            continue;
+        }
+        if (rows == 1) {
+            transpose_few_rows(x, y, cols, c0, c1, 1);
+            continue;
+        }
         for (int64_t r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK) {
             const int64_t r1 = r0 + TRANSPOSE_BLOCK < rows ? r0 + TRANSPOSE_BLOCK : rows;
             for (int64_t c = c0; c < c1; c++)
