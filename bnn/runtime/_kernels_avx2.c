@@ -280,10 +280,13 @@ INLINE void nib_tile(const bnn_tile *t, int p0, int P, int Q, const block_consts
         (Q == 2 ? nib_counts_6_2 : nib_counts_6_1)(t, p0, counts);
     else
         (Q == 2 ? nib_counts_1_2 : nib_counts_1_1)(t, p0, counts);
-    for (int p = 0; p < P; p++)
-        for (int b = 0; b < t->nb; b++)
-            epilogue(t, p0 + p, b, &k[b],
+    /* Block-major, so that a block's transform constants stay in registers. */
+    for (int b = 0; b < t->nb; b++) {
+        const block_consts kb = k[b];
+        for (int p = 0; p < P; p++)
+            epilogue(t, p0 + p, b, &kb,
                      _mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)(counts[p] + 8 * b))));
+    }
 }
 
 /* The whole tile through the nibble path, with Q quads per pixel. */
