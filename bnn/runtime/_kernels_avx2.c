@@ -59,7 +59,14 @@ typedef struct {
     __m256i dmin, dmax, kc, store_mask;
     uint32_t bit_mask;
     int full;
+    /* The tile's choices, copied here: read through t, they would be reloaded after
+     * every output store (which, for the compiler, might modify *t). */
+    int mode, has_res, has_slope, atomic_bits;
+    int64_t oc; /* output channel of the block's first lane */
 } block_consts;
+
+/* What a tile writes (block_consts.mode). */
+enum { OUT_FLOAT, OUT_BITS_FLOAT, OUT_BITS_INTEGER };
 
 /* The block's valid lanes of a float row (zero beyond them). */
 INLINE __m256 load_lanes(const float *p, const block_consts *k)
@@ -77,7 +84,10 @@ INLINE block_consts load_consts(const bnn_tile *t, int b)
     block_consts k;
     k.scale = _mm256_loadu_ps(t->scale + lane0);
     k.bias = _mm256_loadu_ps(t->bias + lane0);
-    k.thr = t->thr ? _mm256_loadu_ps(t->thr + lane0) : _mm256_setzero_ps();
+    /* An absent threshold or shift is added as -0.0, which leaves every float unchanged
+     * (-0.0 included), so that the loops need no test for it. */
+    const __m256 none = _mm256_set1_ps(-0.0f);
+    k.thr = t->thr ? _mm256_loadu_ps(t->thr + lane0) : none;
     k.dmin = t->dmin ? _mm256_loadu_si256((const __m256i *)(t->dmin + lane0))
                      : _mm256_setzero_si256();
     k.dmax = t->dmax ? _mm256_loadu_si256((const __m256i *)(t->dmax + lane0))
@@ -89,49 +99,54 @@ INLINE block_consts load_consts(const bnn_tile *t, int b)
     k.full = nl == BNN_BLOCK;
     /* The finish's vectors hold t->lanes values only: the last block loads under mask. */
     k.slope = t->slope ? load_lanes(t->slope + lane0, &k) : _mm256_setzero_ps();
-    k.shift_in = t->shift_in ? load_lanes(t->shift_in + lane0, &k) : _mm256_setzero_ps();
-    k.shift_out = t->shift_out ? load_lanes(t->shift_out + lane0, &k) : _mm256_setzero_ps();
+    k.shift_in = t->shift_in ? load_lanes(t->shift_in + lane0, &k) : none;
+    k.shift_out = t->shift_out ? load_lanes(t->shift_out + lane0, &k) : none;
+    k.mode = !t->packed_out ? OUT_FLOAT : t->dmin ? OUT_BITS_INTEGER : OUT_BITS_FLOAT;
+    k.has_res = t->res[0] != NULL;
+    k.has_slope = t->slope != NULL;
+    k.atomic_bits = t->atomic_bits;
+    k.oc = t->oc + lane0;
     return k;
 }
 
-/* Output transform of one pixel x one block from its mismatch counts. */
-INLINE void epilogue(const bnn_tile *t, int p, int b, const block_consts *k, __m256i mism)
+/* Output transform of one pixel x one block (constants k) from its mismatch counts. The
+ * callers pass k's mode, has_res and has_slope, as constants where they can, so that
+ * the compiler drops the tests. */
+INLINE void epilogue(const bnn_tile *t, int p, const block_consts *k, __m256i mism, int mode,
+                     int has_res, int has_slope)
 {
-    const int lane0 = b * BNN_BLOCK;
+    const int32_t *corr = t->corr[p];
     __m256i dot = _mm256_sub_epi32(k->kc, _mm256_slli_epi32(mism, 1));
-    if (t->corr[p])
-        dot = _mm256_add_epi32(dot, _mm256_loadu_si256((const __m256i *)(t->corr[p] + lane0)));
-    if (t->packed_out && t->dmin) {
+    if (corr)
+        dot = _mm256_add_epi32(dot, _mm256_loadu_si256((const __m256i *)(corr + k->oc - t->oc)));
+    if (mode == OUT_BITS_INTEGER) {
         /* bit = !(dmin > dot) && !(dot > dmax) */
         const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(k->dmin, dot),
                                             _mm256_cmpgt_epi32(dot, k->dmax));
         const uint32_t bits = ~(uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(out));
-        bnn_store_bits(t->yp[p], t->oc + lane0, bits & k->bit_mask, BNN_BLOCK, t->atomic_bits);
+        bnn_store_bits(t->yp[p], k->oc, bits & k->bit_mask, BNN_BLOCK, k->atomic_bits);
         return;
     }
     __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), k->scale), k->bias);
-    if (t->packed_out) {
-        if (t->thr)
-            y = _mm256_add_ps(y, k->thr);
+    if (mode == OUT_BITS_FLOAT) {
         const uint32_t bits = (uint32_t)_mm256_movemask_ps(
-            _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GE_OQ));
-        bnn_store_bits(t->yp[p], t->oc + lane0, bits & k->bit_mask, BNN_BLOCK, t->atomic_bits);
+            _mm256_cmp_ps(_mm256_add_ps(y, k->thr), _mm256_setzero_ps(), _CMP_GE_OQ));
+        bnn_store_bits(t->yp[p], k->oc, bits & k->bit_mask, BNN_BLOCK, k->atomic_bits);
         return;
     }
-    if (t->res[p])
-        y = _mm256_add_ps(y, load_lanes(t->res[p] + lane0, k));
-    if (t->slope) {
-        if (t->shift_in)
-            y = _mm256_add_ps(y, k->shift_in);
+    if (has_res)
+        y = _mm256_add_ps(y, load_lanes(t->res[p] + k->oc - t->oc, k));
+    if (has_slope) {
+        y = _mm256_add_ps(y, k->shift_in);
         const __m256 positive = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ);
-        y = _mm256_blendv_ps(_mm256_mul_ps(k->slope, y), y, positive);
-        if (t->shift_out)
-            y = _mm256_add_ps(y, k->shift_out);
+        y = _mm256_add_ps(_mm256_blendv_ps(_mm256_mul_ps(k->slope, y), y, positive),
+                          k->shift_out);
     }
+    float *out = t->yf[p] + k->oc;
     if (k->full)
-        _mm256_storeu_ps(t->yf[p] + t->oc + lane0, y);
+        _mm256_storeu_ps(out, y);
     else
-        _mm256_maskstore_ps(t->yf[p] + t->oc + lane0, k->store_mask, y);
+        _mm256_maskstore_ps(out, k->store_mask, y);
 }
 
 /* Byte counts of (tap, word) steps [i0, i1) (at most BYTE_STEPS) for P pixels x one
@@ -177,7 +192,8 @@ INLINE void tile_block(const bnn_tile *t, int p0, int P, int b, const block_cons
     for (int64_t i0 = BYTE_STEPS; i0 < t->L; i0 += BYTE_STEPS)
         count_steps(t, xs, w, i0, i0 + BYTE_STEPS < t->L ? i0 + BYTE_STEPS : t->L, P, 0, cnt);
     for (int p = 0; p < P; p++)
-        epilogue(t, p0 + p, b, k, narrow_counts(cnt[p][0], cnt[p][1]));
+        epilogue(t, p0 + p, k, narrow_counts(cnt[p][0], cnt[p][1]), k->mode, k->has_res,
+                 k->has_slope);
 }
 
 /* NIB_TABLE[v][i] = popcount(v ^ (i % 16)): the mismatches of input nibble v against a
@@ -271,6 +287,14 @@ NIB_COUNTS(1, 2)
 NIB_COUNTS(6, 1)
 NIB_COUNTS(1, 1)
 
+/* The epilogue of P pixels x block b from their 16-bit counts, for one combination of the
+ * tile's choices (constants, so that each instance has no tests). */
+#define NIB_FINISH(MODE, RES, SLOPE)                                                       \
+    for (int p = 0; p < P; p++)                                                            \
+    epilogue(t, p0 + p, kb,                                                                \
+             _mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)(counts[p] + 8 * b))),  \
+             MODE, RES, SLOPE)
+
 /* P pixels (p0..) x every block of the chunk through the nibble path. */
 INLINE void nib_tile(const bnn_tile *t, int p0, int P, int Q, const block_consts *k)
 {
@@ -282,10 +306,20 @@ INLINE void nib_tile(const bnn_tile *t, int p0, int P, int Q, const block_consts
         (Q == 2 ? nib_counts_1_2 : nib_counts_1_1)(t, p0, counts);
     /* Block-major, so that a block's transform constants stay in registers. */
     for (int b = 0; b < t->nb; b++) {
-        const block_consts kb = k[b];
-        for (int p = 0; p < P; p++)
-            epilogue(t, p0 + p, b, &kb,
-                     _mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)(counts[p] + 8 * b))));
+        const block_consts *kb = &k[b];
+        const int mode = kb->mode;
+        if (mode == OUT_BITS_INTEGER)
+            NIB_FINISH(OUT_BITS_INTEGER, 0, 0);
+        else if (mode == OUT_BITS_FLOAT)
+            NIB_FINISH(OUT_BITS_FLOAT, 0, 0);
+        else if (kb->has_res && kb->has_slope)
+            NIB_FINISH(OUT_FLOAT, 1, 1);
+        else if (kb->has_res)
+            NIB_FINISH(OUT_FLOAT, 1, 0);
+        else if (kb->has_slope)
+            NIB_FINISH(OUT_FLOAT, 0, 1);
+        else
+            NIB_FINISH(OUT_FLOAT, 0, 0);
     }
 }
 
