@@ -193,7 +193,7 @@ CONVS = [
 
 
 @pytest.mark.parametrize("case", CONVS)
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 def test_compiled_float_convolution_matches_torch(isa, case, threads):
     c, o, kernel, stride, padding, dilation, h, w, with_bias = case
     x = torch.randn(2, c, h, w)
@@ -212,5 +212,8 @@ def test_compiled_float_convolution_matches_torch(isa, case, threads):
     np.testing.assert_allclose(got, nhwc(expected), rtol=1e-4, atol=1e-4)
     if native is not None:
         np.testing.assert_array_equal(got, native)
+        # whichever thread computes a tile, it is the same arithmetic
+        alone = float_ops._native_conv(nhwc(x), panels, b, o, expected.shape[2:], *geometry, 1)
+        np.testing.assert_array_equal(native, alone)
         numpy_result = float_ops.conv2d(nhwc(x), matrix, b, *geometry, threads)
         np.testing.assert_allclose(native, numpy_result, rtol=1e-4, atol=1e-4)

@@ -124,6 +124,35 @@ static inline void bnn_share(int64_t count, int tid, int nt, int64_t *start, int
     *stop = count * (tid + 1) / nt;
 }
 
+/* A dynamic schedule: each member takes the items of its own share (bnn_share) one at a
+ * time, then helps the others with what remains of theirs, so that nobody waits for a
+ * member that runs slow (a core shared with other work, a slower core of a hybrid CPU).
+ * One cursor per member, each on its own cache line, zeroed before the job
+ * (bnn_cursors); a team that starts smaller than planned uses the first ones. */
+typedef struct {
+    int64_t taken; /* items handed out from the member's share (may run past its end) */
+    char pad[56];
+} bnn_cursor;
+
+/* nt zeroed cursors, or NULL when memory runs out; free() releases them. */
+bnn_cursor *bnn_cursors(int nt);
+
+/* The next item for member tid of nt, or -1 when every share is done. *victim starts at
+ * tid and moves on to the next member whenever a share runs out. */
+static inline int64_t bnn_next_item(bnn_cursor *cursors, int64_t count, int tid, int nt,
+                                    int *victim)
+{
+    for (; *victim < tid + nt; (*victim)++) {
+        const int m = *victim % nt;
+        int64_t start, stop;
+        bnn_share(count, m, nt, &start, &stop);
+        const int64_t k = __atomic_fetch_add(&cursors[m].taken, 1, __ATOMIC_RELAXED);
+        if (start + k < stop)
+            return start + k;
+    }
+    return -1;
+}
+
 /* Write the output bits of up to 16 consecutive channels starting at channel oc of a
  * packed output row. Bits of invalid lanes must already be cleared. When the chunk
  * owns whole bytes (byte-aligned oc, no other chunk in the same byte) a plain byte

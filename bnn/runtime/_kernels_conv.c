@@ -304,6 +304,7 @@ typedef struct {
     const float *res; /* [npix][O] added to the float output, or NULL */
     const int64_t *offs, *rc, *cc;
     const int32_t *const *class_corr;
+    bnn_cursor *cursors; /* the compute phase's dynamic schedule */
     int atomic_bits;
     bnn_pack_fn pack;
     bnn_tile_fn tile;
@@ -366,16 +367,16 @@ static void fill_task(void *ctx, int tid, int nt)
     }
 }
 
-/* Phase 2: the work items (chunk-major, so a thread keeps reusing a chunk's weights). */
+/* Phase 2: the work items (chunk-major, so a thread keeps reusing a chunk's weights),
+ * on the dynamic schedule. */
 static void compute_task(void *ctx, int tid, int nt)
 {
     const run_job *j = ctx;
     const bnn_conv *cv = j->cv;
     const int64_t ho = j->ho, wo = j->wo, hs = j->hs, ws = j->ws, wpp = j->wpp;
     const int64_t sh = cv->sh, sw = cv->sw, opg = cv->opg, cwg = cv->cwg, nbg = cv->nbg;
-    int64_t i0, i1;
-    bnn_share(j->items, tid, nt, &i0, &i1);
-    for (int64_t it = i0; it < i1; it++) {
+    int victim = tid;
+    for (int64_t it; (it = bnn_next_item(j->cursors, j->items, tid, nt, &victim)) >= 0;) {
         const int64_t chunk = it / j->ntiles, p0 = (it % j->ntiles) * BNN_TILE;
         const int64_t g = chunk / j->ncg, blk0 = (chunk % j->ncg) * BNN_CHUNK_BLOCKS;
         const int64_t lane0 = (g * nbg + blk0) * BNN_BLOCK;
@@ -482,7 +483,10 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     int32_t *corr = NULL;
     /* Per (row class, column class): its correction row, NULL when no tap falls outside. */
     const int32_t **class_corr = NULL;
-    if (!offs || !fill || (!direct && !xbuf) || (isa == BNN_ISA_AVX2 && cv->wn && !xi))
+    const int team = bnn_team_size(threads, j.items, j.npix * lanes * L);
+    bnn_cursor *cursors = bnn_cursors(team);
+    if (!offs || !fill || (!direct && !xbuf) || (isa == BNN_ISA_AVX2 && cv->wn && !xi) ||
+        !cursors)
         goto done;
     int64_t *rc = offs + L, *rlo = rc + ho, *rhi = rlo + ho;
     int64_t *cc = rhi + ho, *clo = cc + wo, *chi = clo + wo;
@@ -531,6 +535,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     j.rc = rc;
     j.cc = cc;
     j.class_corr = class_corr;
+    j.cursors = cursors;
     j.tile = bnn_tile_kernel((int)isa);
     j.pack = bnn_pack_kernel((int)isa);
     if (!direct || xi) {
@@ -538,7 +543,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
         const int64_t values = n * j.hs * j.ws * (j.xf ? cv->c : wpp * 16);
         bnn_parallel(bnn_team_size(threads, n * j.hs, values / 4), fill_task, &j);
     }
-    bnn_parallel(bnn_team_size(threads, j.items, j.npix * lanes * L), compute_task, &j);
+    bnn_parallel(team, compute_task, &j);
     status = BNN_OK;
 
 done:
@@ -546,6 +551,7 @@ done:
     free(fill);
     free(xbuf);
     free(xi);
+    free(cursors);
     free(corr);
     free(class_corr);
     return status;

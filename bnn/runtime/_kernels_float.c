@@ -206,6 +206,7 @@ typedef struct {
     float *y;
     int64_t n, hp, wp, c, o, oh, ow, kh, kw, sh, sw, dh, dw, k, tiles;
     int64_t runs, run, run_step; /* per kernel row: runs of `run` floats, `run_step` apart */
+    bnn_cursor *cursors;         /* the dynamic schedule of the work items */
 } fconv_job;
 
 /* Each pixel's first input value for the tile of pixels p0 .. p0 + rows - 1; rows past
@@ -261,28 +262,36 @@ FC_TARGET static void fconv_tile(const fconv_job *j, const float *const *rows_in
     }
 }
 
-/* A run of tiles goes through the column panels one at a time: a panel (K x 16 floats,
- * 9.4 KB for a 7x7x3 kernel) stays in L1 while the run's pixels use it, instead of every
- * panel being read again from L2 for each tile. */
+/* The work items: a run of tiles x one column panel, run-major. The run's tiles go
+ * through the panel (K x 16 floats, 9.4 KB for a 7x7x3 kernel) together, so that it stays
+ * in L1 while they use it, instead of every panel being read again from L2 for each
+ * tile. Items are handed out on the dynamic schedule. */
 static void fconv_task(void *ctx, int tid, int nt)
 {
     const fconv_job *j = ctx;
-    int64_t t0, t1;
-    bnn_share(j->tiles, tid, nt, &t0, &t1);
     const int64_t pixels = j->n * j->oh * j->ow;
+    const int64_t panels = (j->o + FC_COLS - 1) / FC_COLS;
+    const int64_t items = (j->tiles + FC_TILE_RUN - 1) / FC_TILE_RUN * panels;
     const float *a[FC_TILE_RUN][FC_ROWS];
-    for (int64_t g0 = t0; g0 < t1; g0 += FC_TILE_RUN) {
-        const int64_t g1 = g0 + FC_TILE_RUN < t1 ? g0 + FC_TILE_RUN : t1;
-        for (int64_t t = g0; t < g1; t++) {
-            const int64_t p0 = t * FC_ROWS;
-            fconv_rows(j, p0, (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS), a[t - g0]);
-        }
-        for (int64_t col = 0; col < j->o; col += FC_COLS)
+    int64_t rows_of = -1; /* the run whose rows a holds */
+    int victim = tid;
+    for (int64_t it; (it = bnn_next_item(j->cursors, items, tid, nt, &victim)) >= 0;) {
+        const int64_t run = it / panels, col = it % panels * FC_COLS;
+        const int64_t g0 = run * FC_TILE_RUN;
+        const int64_t g1 = g0 + FC_TILE_RUN < j->tiles ? g0 + FC_TILE_RUN : j->tiles;
+        if (run != rows_of) {
             for (int64_t t = g0; t < g1; t++) {
                 const int64_t p0 = t * FC_ROWS;
-                const int rows = (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS);
-                fconv_tile(j, a[t - g0], p0, rows, col, col + FC_COLS);
+                fconv_rows(j, p0, (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS),
+                           a[t - g0]);
             }
+            rows_of = run;
+        }
+        for (int64_t t = g0; t < g1; t++) {
+            const int64_t p0 = t * FC_ROWS;
+            const int rows = (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS);
+            fconv_tile(j, a[t - g0], p0, rows, col, col + FC_COLS);
+        }
     }
 }
 
@@ -327,9 +336,18 @@ BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, in
     const int64_t pixels = n * oh * ow;
     fconv_job j = {padded ? padded : x, panels, bias, y, n, h + 2 * ph, w + 2 * pw, c, o, oh,
                    ow, kh, kw, sh, sw, dh, dw, kh * kw * c, (pixels + FC_ROWS - 1) / FC_ROWS,
-                   dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c};
+                   dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c, NULL};
     /* A fused multiply-add of 8 floats costs about a word operation. */
-    bnn_parallel(bnn_team_size(threads, j.tiles, pixels * j.k * o / 8), fconv_task, &j);
+    const int64_t items =
+        (j.tiles + FC_TILE_RUN - 1) / FC_TILE_RUN * ((o + FC_COLS - 1) / FC_COLS);
+    const int team = bnn_team_size(threads, items, pixels * j.k * o / 8);
+    j.cursors = bnn_cursors(team);
+    if (!j.cursors) {
+        free(padded);
+        return BNN_ENOMEM;
+    }
+    bnn_parallel(team, fconv_task, &j);
+    free(j.cursors);
     free(padded);
     return BNN_OK;
 #else

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -171,6 +172,14 @@ void bnn_parallel(int nt, bnn_task_fn fn, void *ctx)
             sched_yield(); /* a worker may be waiting for a core */
     }
     pthread_mutex_unlock(&pool.busy);
+}
+
+bnn_cursor *bnn_cursors(int nt)
+{
+    bnn_cursor *c = bnn_alloc64((size_t)(nt > 1 ? nt : 1) * sizeof *c);
+    if (c)
+        memset(c, 0, (size_t)(nt > 1 ? nt : 1) * sizeof *c);
+    return c;
 }
 
 /* A caller's function run by every member of a team (tid, nt): how Python code (NumPy
