@@ -14,10 +14,12 @@
  * bnn_conv2d_run then, each step shared out to the thread team (_kernels_threads.c):
  *  1. writes the input (float or packed) into a padded, group-aligned packed buffer
  *     [N][H + 2ph][W + 2pw][groups * words_per_group]; border pixels hold the padding
- *     sign (+1: all valid channel bits set; -1 and 0: all bits clear);
+ *     sign (+1: all valid channel bits set; -1 and 0: all bits clear); for the AVX2
+ *     nibble path (ungrouped layers, see _kernels_avx2.c) also the nibble offsets of
+ *     every word of that buffer;
  *  2. hands work items (64 output channels of one group x BNN_TILE output pixels,
- *     chunk-major so that a thread keeps reusing a chunk's weights) to the ISA's tile
- *     kernel.
+ *     chunk-major so that a thread keeps reusing a chunk's weights, on the dynamic
+ *     schedule of bnn_next_item) to the ISA's tile kernel.
  * Zero padding: border taps are read as -1 from the buffer, so a tap outside the input
  * contributes -(sum of the tap's w_sign); that sum is added back. Which kernel rows and
  * columns fall outside depends only on the output row and column class (top/bottom/
