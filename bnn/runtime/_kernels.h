@@ -32,6 +32,9 @@
 /* Channel blocks per work item: 64 output channels, one output word. */
 #define BNN_CHUNK_BLOCKS 8
 #define BNN_CHUNK_LANES (BNN_CHUNK_BLOCKS * BNN_BLOCK)
+/* Blocks a chunk needs for the AVX2 nibble path, which always computes a whole chunk
+ * (measured: 48 of 64 lanes are break-even with the word path). */
+#define BNN_NIB_MIN_BLOCKS 7
 
 enum { BNN_ISA_PORTABLE = 0, BNN_ISA_AVX2 = 1, BNN_ISA_AVX512 = 2, BNN_ISA_COUNT = 3 };
 enum { BNN_OK = 0, BNN_EINVAL = -1, BNN_EISA = -2, BNN_ENOMEM = -3 };

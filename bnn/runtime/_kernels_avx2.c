@@ -2,18 +2,19 @@
  *
  * AVX2 has no vector popcount; both paths count with 16-entry table look-ups (VPSHUFB).
  *
- * Nibble path (layers without groups, the common case). The layer keeps a second copy
- * of its weights with one 4-bit nibble per byte, [chunk][tap, word][nibble j][64 lanes],
- * and each run turns the packed input into byte offsets of its nibbles
- * (bnn_nibble_index_avx2). For nibble j of an input word with value v, the table
- * NIB_TABLE[v] holds popcount(v ^ i) at byte i, so a single VPSHUFB indexed by the
- * weight nibbles of 32 output channels yields their 32 mismatch counts for those 4 input
- * channels: one look-up and one add per 128 binary multiply-adds, where the path below
- * needs four vector operations. Byte counts are summed for NIB_STEPS (tap, word) steps
- * (3 * 16 nibbles * 4 < 256), then widened to 16 bits.
+ * Nibble path (chunks of at least BNN_NIB_MIN_BLOCKS blocks in layers without groups,
+ * the common case). The layer keeps a second copy of its weights with one 4-bit nibble
+ * per byte, [chunk][tap, word][nibble j][64 lanes], and each run turns the packed input
+ * into byte offsets of its nibbles (bnn_nibble_index_avx2). For nibble j of an input
+ * word with value v, the table NIB_TABLE[v] holds popcount(v ^ i) at byte i, so a single
+ * VPSHUFB indexed by the weight nibbles of 32 output channels yields their 32 mismatch
+ * counts for those 4 input channels: one look-up and one add per 128 binary
+ * multiply-adds, where the path below needs four vector operations. Byte counts are
+ * summed for NIB_STEPS (tap, word) steps (3 * 16 nibbles * 4 < 256), then widened to
+ * 16 bits.
  *
- * Word path (grouped layers). Each 256-bit XOR result is counted per byte with two look-ups
- * (low and high nibbles). Byte counts are summed in 8-bit lanes for at most 31
+ * Word path (the other chunks). Each 256-bit XOR result is counted per byte with two
+ * look-ups (low and high nibbles). Byte counts are summed in 8-bit lanes for at most 31
  * (tap, word) steps (31 * 8 < 256, no overflow), then widened to one 64-bit count per
  * lane with VPSADBW. One block of 8 output channels is two vectors of 4 weight words; the
  * register tile is P2 pixels x one block. */
@@ -212,18 +213,18 @@ static const uint8_t NIB_TABLE[16][32] __attribute__((aligned(32))) = {
 #undef PC
 };
 
-/* One look-up and add per pixel and quad: acc += NIB_TABLE[input nibble][weight nibble]. */
+/* One look-up and add per pixel and half of the chunk:
+ * acc += NIB_TABLE[input nibble][weight nibble]. */
 #define NIB_LOOKUP(p)                                                                      \
     do {                                                                                   \
         const __m256i tv = _mm256_load_si256((const __m256i *)(table + y[p][j]));          \
         a0[p] = _mm256_add_epi8(a0[p], _mm256_shuffle_epi8(tv, w0));                       \
-        if (Q > 1)                                                                         \
-            a1[p] = _mm256_add_epi8(a1[p], _mm256_shuffle_epi8(tv, w1));                   \
+        a1[p] = _mm256_add_epi8(a1[p], _mm256_shuffle_epi8(tv, w1));                       \
     } while (0)
 
-/* Mismatch counts of P pixels (p0..) x Q quads of 32 lanes over all (tap, word) steps,
+/* Mismatch counts of P pixels (p0..) x the chunk's 64 lanes over all (tap, word) steps,
  * added to counts[p][lane] (16-bit lanes, zero on entry). */
-INLINE void nib_counts(const bnn_tile *t, int p0, int P, int Q, uint16_t counts[][BNN_CHUNK_LANES])
+INLINE void nib_counts(const bnn_tile *t, int p0, int P, uint16_t counts[][BNN_CHUNK_LANES])
 {
     const char *table = (const char *)NIB_TABLE;
     for (int64_t i0 = 0; i0 < t->L; i0 += NIB_STEPS) {
@@ -240,7 +241,7 @@ INLINE void nib_counts(const bnn_tile *t, int p0, int P, int Q, uint16_t counts[
             for (int j = 0; j < 16; j++) {
                 const __m256i w0 = _mm256_load_si256((const __m256i *)(w + j * BNN_CHUNK_LANES));
                 const __m256i w1 =
-                    Q > 1 ? _mm256_load_si256((const __m256i *)(w + j * BNN_CHUNK_LANES + 32)) : w0;
+                    _mm256_load_si256((const __m256i *)(w + j * BNN_CHUNK_LANES + 32));
                 NIB_LOOKUP(0);
                 if (P > 1)
                     NIB_LOOKUP(1);
@@ -255,9 +256,9 @@ INLINE void nib_counts(const bnn_tile *t, int p0, int P, int Q, uint16_t counts[
             }
         }
         for (int p = 0; p < P; p++)
-            for (int q = 0; q < Q; q++) {
-                const __m256i a = q ? a1[p] : a0[p];
-                __m256i *c = (__m256i *)(counts[p] + 32 * q);
+            for (int h = 0; h < 2; h++) {
+                const __m256i a = h ? a1[p] : a0[p];
+                __m256i *c = (__m256i *)(counts[p] + 32 * h);
                 _mm256_storeu_si256(c, _mm256_add_epi16(_mm256_loadu_si256(c),
                                                         _mm256_cvtepu8_epi16(
                                                             _mm256_castsi256_si128(a))));
@@ -268,24 +269,22 @@ INLINE void nib_counts(const bnn_tile *t, int p0, int P, int Q, uint16_t counts[
     }
 }
 
-/* nib_counts for each register tile shape, compiled by GCC without partial redundancy
- * elimination: with it, GCC copies every accumulator once per step (a register move per
- * look-up), which costs a quarter of the loop's throughput. */
+/* nib_counts for a full register tile and for one pixel, compiled by GCC without
+ * partial redundancy elimination: with it, GCC copies every accumulator once per step
+ * (a register move per look-up), which costs a quarter of the loop's throughput. */
 #if defined(__clang__)
 #define NO_TREE_PRE
 #else
 #define NO_TREE_PRE __attribute__((optimize("no-tree-pre")))
 #endif
-#define NIB_COUNTS(P, Q)                                                                   \
-    static __attribute__((noinline)) NO_TREE_PRE TARGET void nib_counts_##P##_##Q(         \
+#define NIB_COUNTS(P)                                                                      \
+    static __attribute__((noinline)) NO_TREE_PRE TARGET void nib_counts_##P(               \
         const bnn_tile *t, int p0, uint16_t counts[][BNN_CHUNK_LANES])                     \
     {                                                                                      \
-        nib_counts(t, p0, P, Q, counts);                                                   \
+        nib_counts(t, p0, P, counts);                                                      \
     }
-NIB_COUNTS(6, 2)
-NIB_COUNTS(1, 2)
-NIB_COUNTS(6, 1)
-NIB_COUNTS(1, 1)
+NIB_COUNTS(6)
+NIB_COUNTS(1)
 
 /* The epilogue of P pixels x block b from their 16-bit counts, for one combination of the
  * tile's choices (constants, so that each instance has no tests). */
@@ -296,14 +295,11 @@ NIB_COUNTS(1, 1)
              MODE, RES, SLOPE)
 
 /* P pixels (p0..) x every block of the chunk through the nibble path. */
-INLINE void nib_tile(const bnn_tile *t, int p0, int P, int Q, const block_consts *k)
+INLINE void nib_tile(const bnn_tile *t, int p0, int P, const block_consts *k)
 {
     uint16_t counts[PN][BNN_CHUNK_LANES] __attribute__((aligned(32)));
     memset(counts, 0, sizeof counts);
-    if (P == PN)
-        (Q == 2 ? nib_counts_6_2 : nib_counts_6_1)(t, p0, counts);
-    else
-        (Q == 2 ? nib_counts_1_2 : nib_counts_1_1)(t, p0, counts);
+    (P == PN ? nib_counts_6 : nib_counts_1)(t, p0, counts);
     /* Block-major, so that a block's transform constants stay in registers. */
     for (int b = 0; b < t->nb; b++) {
         const block_consts *kb = &k[b];
@@ -323,26 +319,25 @@ INLINE void nib_tile(const bnn_tile *t, int p0, int P, int Q, const block_consts
     }
 }
 
-/* The whole tile through the nibble path, with Q quads per pixel. */
-INLINE void nib_tile_all(const bnn_tile *t, int Q)
+/* The whole tile through the nibble path. */
+INLINE void nib_tile_all(const bnn_tile *t)
 {
     block_consts k[BNN_CHUNK_BLOCKS];
     for (int b = 0; b < t->nb; b++)
         k[b] = load_consts(t, b);
     int p = 0;
     for (; p + PN <= t->npix; p += PN)
-        nib_tile(t, p, PN, Q, k);
+        nib_tile(t, p, PN, k);
     for (; p < t->npix; p++)
-        nib_tile(t, p, 1, Q, k);
+        nib_tile(t, p, 1, k);
 }
 
 TARGET void bnn_tile_avx2(const bnn_tile *t)
 {
-    if (t->wn) {
-        if (t->nb > 4)
-            nib_tile_all(t, 2);
-        else
-            nib_tile_all(t, 1);
+    /* The nibble path always computes the chunk's 64 lanes; with fewer blocks the word
+     * path is as fast or faster. */
+    if (t->wn && t->nb >= BNN_NIB_MIN_BLOCKS) {
+        nib_tile_all(t);
         return;
     }
     for (int b = 0; b < t->nb; b++) {

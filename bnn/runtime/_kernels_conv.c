@@ -60,8 +60,9 @@ typedef struct {
     int32_t *dmax;
     float *slope, *shift_in, *shift_out; /* [O] each, or NULL */
     /* The weights for the AVX2 nibble path, one nibble per byte
-     * [chunk][L][16][BNN_CHUNK_LANES], zero in unused lanes; NULL for grouped
-     * layers, layers with more than 65535 / 64 (tap, word) steps and CPUs without AVX2. */
+     * [chunk][L][16][BNN_CHUNK_LANES], zero in unused lanes; NULL for grouped layers,
+     * layers with fewer than BNN_NIB_MIN_BLOCKS blocks or more than 65535 / 64
+     * (tap, word) steps, and CPUs without AVX2. */
     uint8_t *wn;
 } bnn_conv;
 
@@ -251,8 +252,8 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
             cv->thr[lane] = valid ? s->next_threshold[oc] : 0.0f;
     }
     /* The nibble path's 16-bit counts hold at most 64 * L mismatches. */
-    if (cv->groups == 1 && L * 64 <= UINT16_MAX && bnn_isa_supported(BNN_ISA_AVX2) &&
-        !nibble_weights(cv)) {
+    if (cv->groups == 1 && cv->nbg >= BNN_NIB_MIN_BLOCKS && L * 64 <= UINT16_MAX &&
+        bnn_isa_supported(BNN_ISA_AVX2) && !nibble_weights(cv)) {
         bnn_conv2d_destroy(cv);
         return NULL;
     }
