@@ -480,16 +480,14 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     uint64_t *xbuf = direct ? NULL : bnn_alloc64((size_t)(n * j.hp * j.wp * wpp) * sizeof *xbuf);
     /* The nibble path needs the offsets of every word of the buffer (or in-place input). */
     const int64_t src_words = direct ? n * h * w * cw : n * j.hp * j.wp * wpp;
-    uint16_t *xi = isa == BNN_ISA_AVX2 && cv->wn
-                       ? bnn_alloc64((size_t)(src_words * 16) * sizeof *xi)
-                       : NULL;
+    const int nibble = isa == BNN_ISA_AVX2 && cv->wn;
+    uint16_t *xi = nibble ? bnn_alloc64((size_t)(src_words * 16) * sizeof *xi) : NULL;
     int32_t *corr = NULL;
     /* Per (row class, column class): its correction row, NULL when no tap falls outside. */
     const int32_t **class_corr = NULL;
     const int team = bnn_team_size(threads, j.items, j.npix * lanes * L);
     bnn_cursor *cursors = bnn_cursors(team);
-    if (!offs || !fill || (!direct && !xbuf) || (isa == BNN_ISA_AVX2 && cv->wn && !xi) ||
-        !cursors)
+    if (!offs || !fill || (!direct && !xbuf) || (nibble && !xi) || !cursors)
         goto done;
     int64_t *rc = offs + L, *rlo = rc + ho, *rhi = rlo + ho;
     int64_t *cc = rhi + ho, *clo = cc + wo, *chi = clo + wo;

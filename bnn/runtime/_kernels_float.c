@@ -206,6 +206,7 @@ typedef struct {
     float *y;
     int64_t n, hp, wp, c, o, oh, ow, kh, kw, sh, sw, dh, dw, k, tiles;
     int64_t runs, run, run_step; /* per kernel row: runs of `run` floats, `run_step` apart */
+    int64_t npanels, items;      /* column panels; work items (runs of tiles x panels) */
     bnn_cursor *cursors;         /* the dynamic schedule of the work items */
 } fconv_job;
 
@@ -269,13 +270,11 @@ FC_TARGET static void fconv_tile(const fconv_job *j, const float *const *rows_in
 static void fconv_task(void *ctx, int tid, int nt)
 {
     const fconv_job *j = ctx;
-    const int64_t pixels = j->n * j->oh * j->ow;
-    const int64_t panels = (j->o + FC_COLS - 1) / FC_COLS;
-    const int64_t items = (j->tiles + FC_TILE_RUN - 1) / FC_TILE_RUN * panels;
+    const int64_t pixels = j->n * j->oh * j->ow, panels = j->npanels;
     const float *a[FC_TILE_RUN][FC_ROWS];
     int64_t rows_of = -1; /* the run whose rows a holds */
     int victim = tid;
-    for (int64_t it; (it = bnn_next_item(j->cursors, items, tid, nt, &victim)) >= 0;) {
+    for (int64_t it; (it = bnn_next_item(j->cursors, j->items, tid, nt, &victim)) >= 0;) {
         const int64_t run = it / panels, col = it % panels * FC_COLS;
         const int64_t g0 = run * FC_TILE_RUN;
         const int64_t g1 = g0 + FC_TILE_RUN < j->tiles ? g0 + FC_TILE_RUN : j->tiles;
@@ -336,11 +335,11 @@ BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, in
     const int64_t pixels = n * oh * ow;
     fconv_job j = {padded ? padded : x, panels, bias, y, n, h + 2 * ph, w + 2 * pw, c, o, oh,
                    ow, kh, kw, sh, sw, dh, dw, kh * kw * c, (pixels + FC_ROWS - 1) / FC_ROWS,
-                   dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c, NULL};
+                   dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c, (o + FC_COLS - 1) / FC_COLS,
+                   0, NULL};
+    j.items = (j.tiles + FC_TILE_RUN - 1) / FC_TILE_RUN * j.npanels;
     /* A fused multiply-add of 8 floats costs about a word operation. */
-    const int64_t items =
-        (j.tiles + FC_TILE_RUN - 1) / FC_TILE_RUN * ((o + FC_COLS - 1) / FC_COLS);
-    const int team = bnn_team_size(threads, items, pixels * j.k * o / 8);
+    const int team = bnn_team_size(threads, j.items, pixels * j.k * o / 8);
     j.cursors = bnn_cursors(team);
     if (!j.cursors) {
         free(padded);
