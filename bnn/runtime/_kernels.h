@@ -105,9 +105,6 @@ void bnn_pack_avx512(const float *x, int64_t x_stride, const float *thr, int64_t
 BNN_API int bnn_isa_supported(int isa);
 bnn_tile_fn bnn_tile_kernel(int isa);
 bnn_pack_fn bnn_pack_kernel(int isa);
-/* The finish fields of bnn_tile applied to a tile's stored float output (nothing for a
- * packed output or without a finish); the portable and AVX-512 kernels end with it. */
-void bnn_finish_tile(const bnn_tile *t);
 bnn_ones_fn bnn_ones_kernel(void);
 void *bnn_alloc64(size_t bytes);
 

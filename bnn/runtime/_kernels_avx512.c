@@ -11,11 +11,17 @@
  * Only AVX512F instructions are used besides VPOPCNTQ, so no AVX512VL/BW/DQ is needed. */
 #if defined(__x86_64__) || defined(__i386__)
 
-#include <immintrin.h>
-
 #include "_kernels.h"
 
+#ifdef BNN_AVX512_EMULATION
+/* A test build: the intrinsics come from a plain-C emulation
+ * (tests/native/avx512_emulation.h), so that this file's logic runs on any x86 CPU. */
+#include "avx512_emulation.h"
+#define TARGET
+#else
+#include <immintrin.h>
 #define TARGET __attribute__((target("avx512f,avx512vpopcntdq")))
+#endif
 #define INLINE static inline __attribute__((always_inline)) TARGET
 /* Pixels per register tile; BNN_TILE must be a multiple. */
 #ifndef BNN_AVX512_PIXELS
@@ -27,7 +33,9 @@
 
 /* Output transform of P pixels x 16 lanes (blocks b and b + 1; NB = 1 or 2 of them)
  * from the 64-bit mismatch counts lo[p] (block b) and hi[p] (block b + 1), with the
- * per-lane constants loaded once for the P pixels. */
+ * per-lane constants loaded once for the P pixels. A float output gets its finish here
+ * too (see bnn_tile), in registers and in the order of the separate steps; an absent
+ * shift is added as -0.0, which leaves every value unchanged. */
 INLINE void epilogue(const bnn_tile *t, int p0, int P, int b, int NB, const __m512i *lo,
                      const __m512i *hi)
 {
@@ -41,7 +49,9 @@ INLINE void epilogue(const bnn_tile *t, int p0, int P, int b, int NB, const __m5
     /* The low 32 bits of each 64-bit count of block b, then of block b + 1. */
     const __m512i low_halves =
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    __m512 scale = _mm512_setzero_ps(), bias = scale, thr = scale;
+    const __m512 zero = _mm512_setzero_ps(), minus_zero = _mm512_set1_ps(-0.0f);
+    __m512 scale = zero, bias = zero, thr = zero;
+    __m512 slope = zero, shift_in = minus_zero, shift_out = minus_zero;
     __m512i dmin = _mm512_setzero_si512(), dmax = dmin;
     if (int_bits) {
         dmin = _mm512_maskz_loadu_epi32(valid, t->dmin + lane0);
@@ -51,6 +61,14 @@ INLINE void epilogue(const bnn_tile *t, int p0, int P, int b, int NB, const __m5
         bias = _mm512_maskz_loadu_ps(valid, t->bias + lane0);
         if (t->thr)
             thr = _mm512_maskz_loadu_ps(valid, t->thr + lane0);
+    }
+    const int prelu = !t->packed_out && t->slope;
+    if (prelu) {
+        slope = _mm512_maskz_loadu_ps(valid, t->slope + lane0);
+        if (t->shift_in)
+            shift_in = _mm512_maskz_loadu_ps(valid, t->shift_in + lane0);
+        if (t->shift_out)
+            shift_out = _mm512_maskz_loadu_ps(valid, t->shift_out + lane0);
     }
     for (int p = 0; p < P; p++) {
         const __m512i mism = _mm512_permutex2var_epi32(lo[p], low_halves, hi[p]);
@@ -67,12 +85,19 @@ INLINE void epilogue(const bnn_tile *t, int p0, int P, int b, int NB, const __m5
         if (t->packed_out) {
             if (t->thr)
                 y = _mm512_add_ps(y, thr);
-            const uint32_t bits =
-                _mm512_mask_cmp_ps_mask(valid, y, _mm512_setzero_ps(), _CMP_GE_OQ);
+            const uint32_t bits = _mm512_mask_cmp_ps_mask(valid, y, zero, _CMP_GE_OQ);
             bnn_store_bits(t->yp[p0 + p], t->oc + lane0, bits, NB * BNN_BLOCK, t->atomic_bits);
-        } else {
-            _mm512_mask_storeu_ps(t->yf[p0 + p] + t->oc + lane0, valid, y);
+            continue;
         }
+        if (t->res[p0 + p])
+            y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(valid, t->res[p0 + p] + lane0));
+        if (prelu) {
+            y = _mm512_add_ps(y, shift_in);
+            const __m512 scaled = _mm512_mul_ps(slope, y);
+            y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), scaled, y);
+            y = _mm512_add_ps(y, shift_out);
+        }
+        _mm512_mask_storeu_ps(t->yf[p0 + p] + t->oc + lane0, valid, y);
     }
 }
 
@@ -130,7 +155,6 @@ TARGET void bnn_tile_avx512(const bnn_tile *t)
         tile_pixels(t, b, 2);
     if (b < t->nb)
         tile_pixels(t, b, 1);
-    bnn_finish_tile(t);
 }
 
 /* Sixteen channels at a time: one compare yields their 16 bits directly. Masked loads

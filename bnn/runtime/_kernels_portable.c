@@ -101,10 +101,39 @@ static inline __attribute__((always_inline)) int64_t ones(const uint64_t *w, int
     return total;
 }
 
+/* The finish of a tile's float output (see bnn_tile) after its transform was stored,
+ * while it is in cache: one pass per pixel, rounding as the separate operations do (the
+ * AVX2 and AVX-512 kernels apply it in registers instead). */
+static void finish_tile(const bnn_tile *t)
+{
+    if (t->packed_out || (!t->slope && !t->res[0]))
+        return;
+    const int lanes = t->lanes;
+    const float *slope = t->slope, *shift_in = t->shift_in, *shift_out = t->shift_out;
+    for (int p = 0; p < t->npix; p++) {
+        float *restrict y = t->yf[p] + t->oc;
+        const float *restrict r = t->res[p];
+        for (int k = 0; k < lanes; k++) {
+            float v = y[k];
+            if (r)
+                v += r[k];
+            if (slope) {
+                if (shift_in)
+                    v += shift_in[k];
+                const float scaled = slope[k] * v;
+                v = v > 0.0f ? v : scaled;
+                if (shift_out)
+                    v += shift_out[k];
+            }
+            y[k] = v;
+        }
+    }
+}
+
 void bnn_tile_portable(const bnn_tile *t)
 {
     tile_all(t);
-    bnn_finish_tile(t);
+    finish_tile(t);
 }
 
 int64_t bnn_ones_portable(const uint64_t *w, int64_t n)
@@ -116,7 +145,7 @@ int64_t bnn_ones_portable(const uint64_t *w, int64_t n)
 __attribute__((target("popcnt"))) void bnn_tile_portable_popcnt(const bnn_tile *t)
 {
     tile_all(t);
-    bnn_finish_tile(t);
+    finish_tile(t);
 }
 
 __attribute__((target("popcnt"))) int64_t bnn_ones_portable_popcnt(const uint64_t *w, int64_t n)
