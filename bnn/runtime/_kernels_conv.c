@@ -143,27 +143,29 @@ static int integer_thresholds(bnn_conv *cv, int32_t kc)
     return 1;
 }
 
-/* The nibble copy of the prepared weights (cv->wn) from the word layout cv->wb. Returns
- * 0 when memory runs out. */
+/* The nibble copy of the prepared weights (cv->wn) from the word layout cv->wb: each
+ * word is read once and its 16 nibbles go to the 16 rows of its (chunk, step), which
+ * stay in L1 while the chunk's 64 lanes fill them. Returns 0 when memory runs out. */
 static int nibble_weights(bnn_conv *cv)
 {
     const int64_t L = cv->L, chunks = (cv->lanes + BNN_CHUNK_LANES - 1) / BNN_CHUNK_LANES;
-    cv->wn = bnn_alloc64((size_t)(chunks * L * 16 * BNN_CHUNK_LANES));
+    const size_t bytes = (size_t)(chunks * L * 16 * BNN_CHUNK_LANES);
+    cv->wn = bnn_alloc64(bytes);
     if (!cv->wn)
         return 0;
+    memset(cv->wn, 0, bytes); /* lanes beyond cv->lanes */
     for (int64_t c = 0; c < chunks; c++)
-        for (int64_t i = 0; i < L; i++)
-            for (int j = 0; j < 16; j++) {
-                uint8_t *dst = cv->wn + ((c * L + i) * 16 + j) * BNN_CHUNK_LANES;
-                for (int64_t l = 0; l < BNN_CHUNK_LANES; l++) {
-                    const int64_t lane = c * BNN_CHUNK_LANES + l;
-                    const uint64_t word =
-                        lane < cv->lanes
-                            ? cv->wb[((lane / BNN_BLOCK) * L + i) * BNN_BLOCK + lane % BNN_BLOCK]
-                            : 0;
-                    dst[l] = (uint8_t)((word >> (4 * j)) & 15);
-                }
+        for (int64_t i = 0; i < L; i++) {
+            uint8_t *dst = cv->wn + (c * L + i) * 16 * BNN_CHUNK_LANES;
+            for (int64_t l = 0; l < BNN_CHUNK_LANES; l++) {
+                const int64_t lane = c * BNN_CHUNK_LANES + l;
+                if (lane >= cv->lanes)
+                    break;
+                const uint64_t word = cv->wb[((lane / BNN_BLOCK) * L + i) * BNN_BLOCK + l % BNN_BLOCK];
+                for (int j = 0; j < 16; j++)
+                    dst[j * BNN_CHUNK_LANES + l] = (uint8_t)((word >> (4 * j)) & 15);
             }
+        }
     return 1;
 }
 
@@ -236,15 +238,18 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
         const uint64_t *src = valid ? s->weights + oc * L : NULL;
         uint64_t *dst = cv->wb + (lane / BNN_BLOCK) * L * BNN_BLOCK + lane % BNN_BLOCK;
         for (int64_t t = 0; t < K; t++) {
-            int64_t set = 0;
             for (int64_t j = 0; j < cwg; j++) {
                 /* Stray bits beyond the channels are cleared: they must never count. */
                 const uint64_t mask = j == cwg - 1 ? cv->last_mask : ~0ULL;
-                const uint64_t v = valid ? src[t * cwg + j] & mask : 0;
-                dst[(t * cwg + j) * BNN_BLOCK] = v;
-                set += ones(&v, 1);
+                dst[(t * cwg + j) * BNN_BLOCK] = valid ? src[t * cwg + j] & mask : 0;
             }
-            cv->tap_sum[t * lanes + lane] = valid ? (int32_t)(2 * set - cv->cpg) : 0;
+            if (valid) {
+                const uint64_t stray = src[t * cwg + cwg - 1] & ~cv->last_mask;
+                const int64_t set = ones(src + t * cwg, cwg) - ones(&stray, 1);
+                cv->tap_sum[t * lanes + lane] = (int32_t)(2 * set - cv->cpg);
+            } else {
+                cv->tap_sum[t * lanes + lane] = 0;
+            }
         }
         cv->scale[lane] = valid ? s->scale[oc] : 0.0f;
         cv->bias[lane] = valid ? s->bias[oc] : 0.0f;
