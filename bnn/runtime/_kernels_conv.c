@@ -157,11 +157,12 @@ static int nibble_weights(bnn_conv *cv)
     for (int64_t c = 0; c < chunks; c++)
         for (int64_t i = 0; i < L; i++) {
             uint8_t *dst = cv->wn + (c * L + i) * 16 * BNN_CHUNK_LANES;
-            for (int64_t l = 0; l < BNN_CHUNK_LANES; l++) {
-                const int64_t lane = c * BNN_CHUNK_LANES + l;
-                if (lane >= cv->lanes)
-                    break;
-                const uint64_t word = cv->wb[((lane / BNN_BLOCK) * L + i) * BNN_BLOCK + l % BNN_BLOCK];
+            const int64_t first = c * BNN_CHUNK_LANES;
+            const int64_t n = cv->lanes - first < BNN_CHUNK_LANES ? cv->lanes - first
+                                                                  : BNN_CHUNK_LANES;
+            for (int64_t l = 0; l < n; l++) {
+                const int64_t block = (first + l) / BNN_BLOCK;
+                const uint64_t word = cv->wb[(block * L + i) * BNN_BLOCK + l % BNN_BLOCK];
                 for (int j = 0; j < 16; j++)
                     dst[j * BNN_CHUNK_LANES + l] = (uint8_t)((word >> (4 * j)) & 15);
             }

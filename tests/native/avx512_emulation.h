@@ -90,29 +90,31 @@ EMU __m512i _mm512_loadu_si512(const void *p)
     return r;
 }
 
+/* Copy the 4-byte lanes that mask k selects, leaving the others of dst untouched. */
+EMU void copy_lanes(void *dst, const void *src, __mmask16 k)
+{
+    for (int i = 0; i < 16; i++)
+        if (k >> i & 1)
+            memcpy((char *)dst + 4 * i, (const char *)src + 4 * i, 4);
+}
+
 EMU __m512i _mm512_maskz_loadu_epi32(__mmask16 k, const void *p)
 {
     __m512i r = _mm512_setzero_si512();
-    for (int i = 0; i < 16; i++)
-        if (k >> i & 1)
-            memcpy(&r.i32[i], (const char *)p + 4 * i, 4);
+    copy_lanes(&r, p, k);
     return r;
 }
 
 EMU __m512 _mm512_maskz_loadu_ps(__mmask16 k, const void *p)
 {
     __m512 r = _mm512_setzero_ps();
-    for (int i = 0; i < 16; i++)
-        if (k >> i & 1)
-            memcpy(&r.f[i], (const char *)p + 4 * i, 4);
+    copy_lanes(&r, p, k);
     return r;
 }
 
 EMU void _mm512_mask_storeu_ps(void *p, __mmask16 k, __m512 a)
 {
-    for (int i = 0; i < 16; i++)
-        if (k >> i & 1)
-            memcpy((char *)p + 4 * i, &a.f[i], 4);
+    copy_lanes(p, &a, k);
 }
 
 EMU __m512i _mm512_xor_si512(__m512i a, __m512i b)
