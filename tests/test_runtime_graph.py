@@ -5,7 +5,6 @@ commands."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import struct
@@ -30,6 +29,7 @@ from bnn.runtime.executor import load
 from bnn.runtime.format import BitTensor
 from bnn.runtime.graph import Graph, Node
 from bnn_core.registries import create_model
+from tests.bnnpack_edit import read_parts, write_parts
 from tests.packing import assert_agree, randomise
 
 SHAPE = (1, 28, 28)
@@ -57,21 +57,9 @@ def lenet(tmp_path_factory) -> tuple[nn.Module, Path]:
 
 def rewrite(source: Path, target: Path, change) -> Path:
     """A copy of ``source`` whose JSON header ``change`` edits, with a valid checksum."""
-    data = source.read_bytes()
-    magic, version, flags, header_len, _ = struct.unpack_from("<8sIIQQ", data)
-    header = json.loads(data[32 : 32 + header_len])
+    header, data = read_parts(source)
     change(header)
-    new_header = json.dumps(header).encode()
-    data_start = -(-(32 + header_len) // 16) * 16
-    payload = data[data_start:-32]
-    new_start = -(-(32 + len(new_header)) // 16) * 16
-    total = new_start + len(payload) + 32
-    body = bytearray(total - 32)
-    struct.pack_into("<8sIIQQ", body, 0, magic, version, flags, len(new_header), total)
-    body[32 : 32 + len(new_header)] = new_header
-    body[new_start:] = payload
-    target.write_bytes(bytes(body) + hashlib.sha256(body).digest())
-    return target
+    return write_parts(target, header, data)
 
 
 def test_round_trip_keeps_graph_metadata_and_tensors(lenet):

@@ -19,6 +19,7 @@ flattening) have no float counterpart of their own.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -33,12 +34,93 @@ from torch import nn
 
 from bnn.runtime.executor import Network
 from bnn.runtime.graph import OPS
+from bnn_core.errors import BnnError, ConfigError
 
 #: Each round times a block of calls of each side lasting at least this long (and at
 #: least this many calls): PyTorch's idle OpenMP threads keep spinning on the cores for
 #: milliseconds after its last call, which would otherwise be charged to the runtime.
 BLOCK_SECONDS = 0.05
 BLOCK_CALLS = 3
+
+
+#: The float twin of a file is rebuilt from the model name and options its metadata
+#: records only when it has at most this many parameters, and between half and twice
+#: (give or take ``TWIN_SLACK``) the values the file stores: a file is untrusted, and
+#: options such as ``width: 100000`` would otherwise allocate terabytes.
+MAX_TWIN_PARAMETERS = 1 << 30
+TWIN_SLACK = 1 << 16
+#: A recorded option is a string of at most this many characters, a boolean, a number
+#: of at most this magnitude, or a list of at most ``MAX_OPTION_ITEMS`` of those.
+MAX_OPTION_CHARS = 256
+MAX_OPTION_NUMBER = 1 << 20
+MAX_OPTION_ITEMS = 64
+
+
+def _plain_option(value: Any) -> bool:
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, str):
+        return len(value) <= MAX_OPTION_CHARS
+    if isinstance(value, int | float):
+        return math.isfinite(value) and abs(value) <= MAX_OPTION_NUMBER
+    return False
+
+
+def _option_ok(value: Any) -> bool:
+    if isinstance(value, list):
+        return len(value) <= MAX_OPTION_ITEMS and all(_plain_option(v) for v in value)
+    return _plain_option(value)
+
+
+def float_twin_from_metadata(network: Network) -> nn.Module:
+    """The float model a loaded file's metadata names (``source.model``: a registered
+    model's name and options, random weights), built only after its options are checked
+    and its parameters counted on PyTorch's meta device (no memory) against the limits
+    above; otherwise a :class:`~bnn_core.errors.ConfigError` says why the float
+    comparison is refused."""
+    from bnn.deploy.source import model_from_spec
+
+    advice = "benchmark the checkpoint, recipe or model name the file was exported from instead"
+    source = network.metadata.get("source")
+    spec = source.get("model") if isinstance(source, dict) else None
+    options = spec.get("options", {}) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise ConfigError(
+            f"{network.path} does not record which registered model it was exported from, so "
+            f"its float twin cannot be rebuilt; {advice}"
+        )
+    if (
+        not isinstance(options, dict)
+        or len(options) > MAX_OPTION_ITEMS
+        or not all(_option_ok(v) for v in options.values())
+    ):
+        raise ConfigError(
+            f"{network.path}: the model options its metadata records are not plain values "
+            f"(strings, booleans, numbers up to {MAX_OPTION_NUMBER:,}, short lists), so the "
+            f"float comparison is refused; {advice}"
+        )
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in model_from_spec(spec).parameters())
+    except BnnError:
+        raise
+    except Exception as exc:  # a plugin's constructor may fail in any way on bad options
+        raise ConfigError(
+            f"{network.path}: the model {spec['name']!r} its metadata records cannot be built "
+            f"with the recorded options ({type(exc).__name__}: {str(exc)[:200]}); {advice}"
+        ) from None
+    stored = network.tensor_elements
+    if (
+        count > MAX_TWIN_PARAMETERS
+        or not stored / 2 - TWIN_SLACK <= count <= 2 * stored + TWIN_SLACK
+    ):
+        raise ConfigError(
+            f"{network.path}: the model its metadata records ({spec['name']!r} with options "
+            f"{str(options)[:200]}) has {count:,} parameters against the {stored:,} values "
+            f"the file stores (limit {MAX_TWIN_PARAMETERS:,}): it is not the network in the "
+            f"file, so the float comparison is refused; {advice}"
+        )
+    return model_from_spec(spec)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ shortcut addition and PReLU after a binary convolution run inside it
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn.runtime import blas, float_ops, fusion, kernels, layers, reference
+from bnn.runtime import blas, float_ops, fusion, kernels, layers, reference, validate
 from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
 from bnn.runtime.format import BitTensor, Pack, read
 from bnn.runtime.graph import OPS, Graph, Node
@@ -53,6 +54,12 @@ class Network:
         self.file_bytes = pack.file_bytes
         self._threads = threads
         self._float_threads = threads or kernels.default_threads()
+        self._specs = {name: _spec(tensor) for name, tensor in pack.tensors.items()}
+        try:
+            self._shapes = validate.infer_shapes(pack.graph, self._specs, pack.graph.input_shape)
+        except validate.Invalid as exc:
+            raise RuntimeFormatError(f"{pack.path}: {exc}") from None
+        self._runs_on = {tuple(pack.graph.input_shape)}
         self._packed_outputs, self._packed_inputs = _packed_edges(pack.graph)
         self._epilogues = fusion.epilogues(pack.graph, set(self._packed_outputs))
         self._fused_into = {
@@ -77,6 +84,12 @@ class Network:
     def input_shape(self) -> list[int]:
         """One sample's shape at export (channels first, no batch axis)."""
         return list(self.graph.input_shape)
+
+    @property
+    def tensor_elements(self) -> int:
+        """Values stored in the file's tensors (a binary weight counts one), the number
+        of parameters of the network it holds give or take folded batch norms."""
+        return sum(math.prod(shape) for _, shape in self._specs.values())
 
     @property
     def nodes(self) -> list[Node]:
@@ -127,6 +140,12 @@ class Network:
             )
         if not np.issubdtype(x.dtype, np.floating):
             raise RuntimeInputError(f"the network takes float32 input, got {x.dtype}")
+        if x.shape[0] < 1:
+            raise RuntimeInputError(f"the input holds no sample: its shape is {list(x.shape)}")
+        sample = tuple(x.shape[1:])
+        if sample not in self._runs_on:
+            validate.check_call(self.graph, self._specs, sample)
+            self._runs_on.add(sample)
         if x.ndim == 4:
             return float_ops.channels_last(x, self._float_threads)
         return np.ascontiguousarray(x, dtype=np.float32)
@@ -142,7 +161,7 @@ class Network:
                 step = self._binary(node, tensors[node.tensors["weight"]], tensors, epilogue)
             else:
                 planner = PLANNERS[node.op]
-                step = planner(node.attrs, _floats(node, tensors), self._float_threads)
+                step = planner(node.attrs, self._floats(node, tensors), self._float_threads)
         except KeyError as exc:
             raise RuntimeFormatError(f"node {node.name!r} ({node.op}): {exc} is missing") from None
         return node, sources, step
@@ -154,7 +173,7 @@ class Network:
         tensors: dict[str, Any],
         epilogue: fusion.Epilogue | None,
     ) -> Step:
-        floats = _floats(node, tensors)
+        floats = self._floats(node, tensors)
         if not isinstance(weight, BitTensor):
             raise RuntimeFormatError(f"node {node.name!r}: its weight is not stored as bits")
         attrs = node.attrs
@@ -194,22 +213,47 @@ class Network:
             return _single(layers.BinaryConv2d(words, **conv))
         activation = {}
         if epilogue.activation is not None:
-            act = _floats(epilogue.activation, tensors)
+            act = self._floats(epilogue.activation, tensors)
             activation = {
                 role: None if act(role) is None else np.broadcast_to(act(role), out_channels)
                 for role in ("slope", "shift_in", "shift_out")
             }
         return _fused(words, conv, activation, epilogue.residual is not None)
 
+    def _floats(self, node: Node, tensors: dict[str, Any]) -> Callable[[str], np.ndarray | None]:
+        """A getter of the node's tensors by role, as float32 arrays (None when absent).
+        A per-channel vector must have exactly the channels of the node's input
+        (``threshold``) or output (the others; a PReLU slope may also be one value for
+        every channel): it is never broadcast from a shorter one."""
+        inputs, output = self._shapes[node.inputs[0]][0], self._shapes[node.name][0]
+        sizes = {"threshold": (inputs,), "slope": (output, 1)}
 
-def _floats(node: Node, tensors: dict[str, Any]) -> Callable[[str], np.ndarray | None]:
-    """A getter of the node's tensors by role, as float32 arrays (None when absent)."""
+        def floats(role: str) -> np.ndarray | None:
+            name = node.tensors.get(role)
+            if name is None:
+                return None
+            value = np.array(tensors[name], dtype=np.float32)
+            allowed = sizes.get(role, (output,))
+            if role not in _MATRICES and (value.ndim != 1 or value.size not in allowed):
+                raise RuntimeFormatError(
+                    f"node {node.name!r} ({node.op}): tensor {role!r} must hold "
+                    f"{' or '.join(map(str, allowed))} values, got shape {list(value.shape)}"
+                )
+            return value
 
-    def floats(role: str) -> np.ndarray | None:
-        name = node.tensors.get(role)
-        return None if name is None else np.array(tensors[name], dtype=np.float32)
+        return floats
 
-    return floats
+
+#: Tensor roles that are not per-channel vectors (their shapes are checked whole by
+#: :mod:`bnn.runtime.validate`).
+_MATRICES = frozenset({"weight", "rows", "cols"})
+
+
+def _spec(tensor: Any) -> validate.TensorSpec:
+    """A stored tensor's dtype name and shape."""
+    if isinstance(tensor, BitTensor):
+        return validate.BITS, tuple(tensor.shape)
+    return str(tensor.dtype), tuple(tensor.shape)
 
 
 def _single(layer: Callable[[np.ndarray], np.ndarray]) -> Step:

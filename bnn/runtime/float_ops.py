@@ -17,22 +17,13 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from bnn.runtime import _library, dispatch, parallel
+from bnn.runtime.validate import pool_output_size
 
 #: Convolutions of at least this many multiply-adds, and poolings of inputs of at least
 #: this many values, run as bands on several threads; smaller ones on one (handing work
 #: to threads costs more than it saves).
 PARALLEL_MACS = 1 << 24
 PARALLEL_ELEMENTS = 1 << 19
-
-
-def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
-    """PyTorch's output length of a pooling window: with ``ceil_mode`` the last window
-    may hang over the end, but must start inside the input or its left padding."""
-    span = size + 2 * padding - kernel
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
 
 
 def pad_spatial(

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from bnn.runtime import validate
 from bnn.runtime.errors import RuntimeFormatError
 from bnn.runtime.graph import Graph
 
@@ -227,60 +228,122 @@ def read(path: str | Path) -> Pack:
         raise RuntimeFormatError(
             f"{path} is corrupted: its SHA-256 checksum does not match its contents"
         )
-    header = _header(path, data[_PREAMBLE.size : _PREAMBLE.size + header_len])
+    if header_len > min(validate.MAX_HEADER_BYTES, size - _PREAMBLE.size - DIGEST_BYTES):
+        raise RuntimeFormatError(
+            f"{path}: its header length {header_len:,} is over the limit of "
+            f"{validate.MAX_HEADER_BYTES:,} bytes or beyond the end of the file"
+        )
+    header = _header(path, data[_PREAMBLE.size : _PREAMBLE.size + header_len], version)
     data_start = _aligned(_PREAMBLE.size + header_len)
     data_end = size - DIGEST_BYTES
-    tensors = {
-        name: _tensor(path, name, entry, data, data_start, data_end)
-        for name, entry in header["tensors"].items()
-    }
-    graph = Graph.from_dict(header["graph"])
-    graph.check(tensors)
-    return Pack(path, version, dict(header.get("metadata", {})), graph, tensors, size)
-
-
-def _header(path: Path, raw: bytes) -> dict[str, Any]:
+    entries = header["tensors"]
+    if len(entries) > validate.MAX_TENSORS:
+        raise RuntimeFormatError(
+            f"{path}: the file stores {len(entries):,} tensors, over {validate.MAX_TENSORS:,}"
+        )
+    layout = {name: _entry(path, name, entry) for name, entry in entries.items()}
+    _check_layout(path, layout, data_end - data_start)
     try:
-        header = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RuntimeFormatError(f"{path}: the JSON header cannot be parsed ({exc})") from None
+        graph = Graph.from_dict(header["graph"])
+    except RuntimeFormatError as exc:
+        raise RuntimeFormatError(f"{path}: {exc}") from None
+    validate.check(path, graph, {name: (e[0], e[1]) for name, e in layout.items()})
+    tensors = {name: _tensor(entry, data, data_start) for name, entry in layout.items()}
+    return Pack(path, version, header["metadata"], graph, tensors, size)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the JSON header; a key given twice (which readers may resolve
+    differently) is an error."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def _header(path: Path, raw: bytes, version: int) -> dict[str, Any]:
+    try:
+        header = json.loads(raw.decode(), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise RuntimeFormatError(f"{path}: the JSON header cannot be parsed ({reason})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise RuntimeFormatError(f"{path}: the header does not describe a {FORMAT_NAME} file")
     if not isinstance(header.get("tensors"), dict) or not isinstance(header.get("graph"), dict):
         raise RuntimeFormatError(f"{path}: the header lacks its 'graph' or 'tensors' section")
+    if header.get("version", version) != version:
+        raise RuntimeFormatError(
+            f"{path}: the header's version {header['version']!r} differs from the file's "
+            f"format version {version}"
+        )
+    header.setdefault("metadata", {})
+    if not isinstance(header["metadata"], dict):
+        raise RuntimeFormatError(f"{path}: the header's 'metadata' must be an object")
     return header
 
 
-def _tensor(
-    path: Path, name: str, entry: Any, data: bytes, data_start: int, data_end: int
-) -> Stored:
-    try:
-        dtype = entry["dtype"]
-        shape = tuple(int(d) for d in entry["shape"])
-        start = data_start + int(entry["offset"])
-        nbytes = int(entry["nbytes"])
-    except (KeyError, TypeError, ValueError):
+#: A tensor's checked header entry: dtype, shape, offset in the data section, bytes.
+Entry = tuple[str, tuple[int, ...], int, int]
+
+
+def _entry(path: Path, name: str, entry: Any) -> Entry:
+    """The header entry of tensor ``name``, every field of exactly its type and within
+    the limits of :mod:`bnn.runtime.validate`."""
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "offset", "nbytes"}:
         raise RuntimeFormatError(
-            f"{path}: the header entry of tensor {name!r} is malformed"
-        ) from None
-    count = math.prod(shape)
-    if dtype == "bits":
-        expected = (count + 7) // 8
-    elif dtype in FLOAT_DTYPES:
-        expected = count * FLOAT_DTYPES[dtype].itemsize
-    else:
-        raise RuntimeFormatError(f"{path}: tensor {name!r} has an unknown dtype {dtype!r}")
+            f"{where}: its header entry must be an object with exactly 'dtype', 'shape', "
+            "'offset' and 'nbytes'"
+        )
+    dtype, shape, offset, nbytes = (entry[k] for k in ("dtype", "shape", "offset", "nbytes"))
+    if dtype != "bits" and dtype not in FLOAT_DTYPES:
+        raise RuntimeFormatError(f"{where} has an unknown dtype {dtype!r} (float32, float16, bits)")
+    limit = validate.MAX_ELEMENTS
     if (
-        nbytes != expected
-        or start < data_start
-        or start + nbytes > data_end
-        or min(shape, default=1) < 0
+        type(shape) is not list
+        or not 1 <= len(shape) <= validate.MAX_TENSOR_RANK
+        or not all(type(d) is int and 1 <= d <= limit for d in shape)
+        or math.prod(shape) > limit
     ):
         raise RuntimeFormatError(
-            f"{path}: tensor {name!r} ({dtype}, shape {list(shape)}) does not fit its "
-            f"{nbytes} bytes at offset {entry['offset']}"
+            f"{where}: its shape must be a list of 1 to {validate.MAX_TENSOR_RANK} ints "
+            f"in [1, {limit:,}] with at most {limit:,} elements, got {str(shape)[:80]}"
         )
-    blob = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=start)
+    for field, value in (("offset", offset), ("nbytes", nbytes)):
+        if type(value) is not int or value < 0:
+            raise RuntimeFormatError(f"{where}: its {field!r} must be an int >= 0, got {value!r}")
+    if offset % ALIGNMENT:
+        raise RuntimeFormatError(f"{where}: its offset {offset} is not a multiple of {ALIGNMENT}")
+    count = math.prod(shape)
+    expected = (count + 7) // 8 if dtype == "bits" else count * FLOAT_DTYPES[dtype].itemsize
+    if nbytes != expected:
+        raise RuntimeFormatError(
+            f"{where} ({dtype}, shape {shape}) does not fit its {nbytes} bytes: it needs {expected}"
+        )
+    return dtype, tuple(shape), offset, nbytes
+
+
+def _check_layout(path: Path, layout: Mapping[str, Entry], data_bytes: int) -> None:
+    """Every tensor lies inside the data section, none overlapping another."""
+    end, previous = 0, ""
+    for name, (_, _, offset, nbytes) in sorted(layout.items(), key=lambda item: item[1][2]):
+        if offset < end:
+            raise RuntimeFormatError(
+                f"{path}: tensor {name!r} at offset {offset} overlaps tensor {previous!r}"
+            )
+        end, previous = offset + nbytes, name
+        if end > data_bytes:
+            raise RuntimeFormatError(
+                f"{path}: tensor {name!r} ({nbytes} bytes at offset {offset}) ends beyond "
+                f"the {data_bytes}-byte data section"
+            )
+
+
+def _tensor(entry: Entry, data: bytes, data_start: int) -> Stored:
+    dtype, shape, offset, nbytes = entry
+    blob = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=data_start + offset)
     if dtype == "bits":
         return BitTensor(shape, blob)
     return blob.view(FLOAT_DTYPES[dtype]).reshape(shape)

@@ -184,29 +184,86 @@ class Graph:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Graph:
-        """Read the JSON form back; a malformed one is a :class:`RuntimeFormatError`."""
-        try:
-            (graph_input,) = data["inputs"]
-            nodes = [
-                Node(
-                    name=str(item["name"]),
-                    op=str(item["op"]),
-                    inputs=[str(source) for source in item["inputs"]],
-                    attrs=dict(item.get("attrs", {})),
-                    tensors={str(k): str(v) for k, v in item.get("tensors", {}).items()},
-                    shape=None if item.get("shape") is None else [int(d) for d in item["shape"]],
-                    modules=[str(m) for m in item.get("modules", [])],
-                )
-                for item in data["nodes"]
-            ]
-            graph = cls(
-                input_name=str(graph_input["name"]),
-                input_shape=[int(d) for d in graph_input["shape"]],
-                nodes=nodes,
-                outputs=[str(name) for name in data["outputs"]],
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        """Read the JSON form back, every field of exactly its type (names are strings,
+        shapes lists of ints, ...); a malformed one is a :class:`RuntimeFormatError`
+        naming the field."""
+        inputs = _field(data, "inputs", list, "the graph")
+        if len(inputs) != 1:
             raise RuntimeFormatError(
-                f"the graph in the file header is malformed ({type(exc).__name__}: {exc})"
-            ) from None
-        return graph
+                f"the graph must have exactly one input, the header lists {len(inputs)}"
+            )
+        graph_input = _mapping(inputs[0], "the graph input")
+        dtype = graph_input.get("dtype", "float32")
+        if dtype != "float32":
+            raise RuntimeFormatError(f"the graph input must be float32, the header says {dtype!r}")
+        nodes = []
+        for index, item in enumerate(_field(data, "nodes", list, "the graph")):
+            item = _mapping(item, f"node #{index}")
+            where = f"node #{index}"
+            name = _field(item, "name", str, where)
+            where = f"node {name!r}"
+            shape = item.get("shape")
+            nodes.append(
+                Node(
+                    name=name,
+                    op=_field(item, "op", str, where),
+                    inputs=_strings(_field(item, "inputs", list, where), f"{where}: 'inputs'"),
+                    attrs=dict(_field(item, "attrs", dict, where, {})),
+                    tensors=_string_map(_field(item, "tensors", dict, where, {}), where),
+                    shape=None if shape is None else _ints(shape, f"{where}: 'shape'"),
+                    modules=_strings(
+                        _field(item, "modules", list, where, []), f"{where}: 'modules'"
+                    ),
+                )
+            )
+        return cls(
+            input_name=_field(graph_input, "name", str, "the graph input"),
+            input_shape=_ints(
+                _field(graph_input, "shape", list, "the graph input"), "the graph input's 'shape'"
+            ),
+            nodes=nodes,
+            outputs=_strings(_field(data, "outputs", list, "the graph"), "the graph's 'outputs'"),
+        )
+
+
+_TYPE_NAMES = {list: "a list", dict: "an object", str: "a string"}
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise RuntimeFormatError(
+            f"the header's {where} must be an object, got {type(value).__name__}"
+        )
+    return value
+
+
+def _field(item: Mapping[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
+    """``item[key]`` when it is of ``kind`` (``default`` when absent and one is given)."""
+    if key not in item and default is not None:
+        return default
+    if key not in item:
+        raise RuntimeFormatError(f"the header's {where} lacks its {key!r} field")
+    value = item[key]
+    if type(value) is not kind:
+        raise RuntimeFormatError(
+            f"the header's {where}: {key!r} must be {_TYPE_NAMES[kind]}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _strings(values: list[Any], where: str) -> list[str]:
+    if not all(type(v) is str for v in values):
+        raise RuntimeFormatError(f"the header's {where} must be a list of strings")
+    return list(values)
+
+
+def _string_map(values: dict[str, Any], where: str) -> dict[str, str]:
+    if not all(type(v) is str for v in values.values()):
+        raise RuntimeFormatError(f"the header's {where}: 'tensors' must map roles to tensor names")
+    return dict(values)
+
+
+def _ints(values: Any, where: str) -> list[int]:
+    if type(values) is not list or not all(type(v) is int for v in values):
+        raise RuntimeFormatError(f"the header's {where} must be a list of ints")
+    return list(values)
