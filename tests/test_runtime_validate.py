@@ -258,6 +258,7 @@ LAYOUTS = [
     (entry("stem.bias", offset=1 << 40), "ends beyond the .*-byte data section"),
     (entry("stem.bias", offset="864"), "its 'offset' must be an int"),
     (entry("stem.bias", dtype="float64"), "unknown dtype 'float64'"),
+    (entry("stem.bias", dtype=["float32"]), r"unknown dtype \[.float32.\]"),
     (entry("stem.bias", shape=[0], nbytes=0), r"its shape must be a list of 1 to 4 ints"),
     (entry("stem.bias", shape=[True] * 8), r"its shape must be a list of 1 to 4 ints"),
     (entry("stem.bias", shape=[1 << 20, 1 << 20]), r"its shape must be a list"),

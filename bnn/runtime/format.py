@@ -298,7 +298,7 @@ def _entry(path: Path, name: str, entry: Any) -> Entry:
             "'offset' and 'nbytes'"
         )
     dtype, shape, offset, nbytes = (entry[k] for k in ("dtype", "shape", "offset", "nbytes"))
-    if dtype != "bits" and dtype not in FLOAT_DTYPES:
+    if type(dtype) is not str or (dtype != "bits" and dtype not in FLOAT_DTYPES):
         raise RuntimeFormatError(f"{where} has an unknown dtype {dtype!r} (float32, float16, bits)")
     limit = validate.MAX_ELEMENTS
     if (

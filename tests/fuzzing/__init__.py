@@ -1,0 +1,1 @@
+"""Fuzzers of the files users hand to bnn: ``bnnpack`` mutates and runs ``.bnnpack`` files."""
