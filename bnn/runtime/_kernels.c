@@ -44,6 +44,13 @@ BNN_API int bnn_best_isa(void)
     return BNN_ISA_PORTABLE;
 }
 
+int bnn_isa_status(int64_t isa)
+{
+    if (isa < 0 || isa >= BNN_ISA_COUNT)
+        return BNN_EINVAL;
+    return bnn_isa_supported((int)isa) ? BNN_OK : BNN_EISA;
+}
+
 bnn_tile_fn bnn_tile_kernel(int isa)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -104,7 +111,7 @@ static void pack_task(void *ctx, int tid, int nt)
 {
     const pack_job *j = ctx;
     int64_t k0, k1;
-    bnn_share((j->rows + PACK_CHUNK - 1) / PACK_CHUNK, tid, nt, &k0, &k1);
+    bnn_share(bnn_ceil_div(j->rows, PACK_CHUNK), tid, nt, &k0, &k1);
     for (int64_t k = k0; k < k1; k++) {
         const int64_t r0 = k * PACK_CHUNK;
         const int64_t nr = j->rows - r0 < PACK_CHUNK ? j->rows - r0 : PACK_CHUNK;
@@ -118,11 +125,15 @@ BNN_API int bnn_pack_activations(const float *x, const float *thr, int64_t rows,
 {
     if (rows < 0 || c <= 0 || !x || !out)
         return BNN_EINVAL;
-    if (!bnn_isa_supported((int)isa))
-        return BNN_EISA;
-    pack_job job = {x, thr, rows, c, (c + 63) / 64, out, bnn_pack_kernel((int)isa)};
+    const int status = bnn_isa_status(isa);
+    if (status != BNN_OK)
+        return status;
+    const int64_t cw = bnn_ceil_div(c, 64);
+    if (!BNN_ARRAY(NULL, sizeof *x, rows, c) || !BNN_ARRAY(NULL, sizeof *out, rows, cw))
+        return BNN_ESIZE;
+    pack_job job = {x, thr, rows, c, cw, out, bnn_pack_kernel((int)isa)};
     /* Comparing a float costs about a quarter of a word operation. */
-    const int nt = bnn_team_size(threads, (rows + PACK_CHUNK - 1) / PACK_CHUNK, rows * c / 4);
+    const int nt = bnn_team_size(threads, bnn_ceil_div(rows, PACK_CHUNK), rows * c / 4);
     bnn_parallel(nt, pack_task, &job);
     return BNN_OK;
 }

@@ -37,7 +37,81 @@
 #define BNN_NIB_MIN_BLOCKS 7
 
 enum { BNN_ISA_PORTABLE = 0, BNN_ISA_AVX2 = 1, BNN_ISA_AVX512 = 2, BNN_ISA_COUNT = 3 };
-enum { BNN_OK = 0, BNN_EINVAL = -1, BNN_EISA = -2, BNN_ENOMEM = -3 };
+/* Status codes of the exported functions (mirrored by ERRORS in _library.py). */
+enum { BNN_OK = 0, BNN_EINVAL = -1, BNN_EISA = -2, BNN_ENOMEM = -3, BNN_ESIZE = -4 };
+
+/* ---- checked sizes -----------------------------------------------------------------
+ *
+ * Every size an exported function receives may come from an untrusted file. Each one
+ * validates its arguments once per call, before it allocates or writes: every element
+ * count, byte count and offset it will use is computed here with overflow checks, and
+ * an array is accepted only if its byte count fits both size_t and ptrdiff_t, so that
+ * neither an allocation nor any pointer arithmetic inside it can wrap. The loops then
+ * run on sizes known to be representable. */
+
+/* The largest byte count of an array. */
+#define BNN_MAX_BYTES ((uint64_t)(PTRDIFF_MAX < SIZE_MAX ? PTRDIFF_MAX : SIZE_MAX))
+/* The largest dot product of a binary layer (KH * KW * Cin_per_group): the kernels hold
+ * kc - 2 * mismatches + correction, and the bisection in [-kc, kc + 1], in int32. */
+#define BNN_MAX_DOT ((1 << 30) - 1)
+
+/* 1 when every one of the n dims is >= 0 and their product times `elem` bytes is at most
+ * BNN_MAX_BYTES; the product (the element count) then goes to *count unless NULL. */
+static inline int bnn_array(int64_t *count, size_t elem, const int64_t *dims, size_t n)
+{
+    int64_t product = 1, bytes;
+    for (size_t i = 0; i < n; i++)
+        if (dims[i] < 0 || __builtin_mul_overflow(product, dims[i], &product))
+            return 0;
+    if (__builtin_mul_overflow(product, (int64_t)elem, &bytes) ||
+        (uint64_t)bytes > BNN_MAX_BYTES)
+        return 0;
+    if (count)
+        *count = product;
+    return 1;
+}
+/* The arguments (dims, n) of bnn_array and bnn_work for a list of int64 values. */
+#define BNN_DIMS(...)                                                                      \
+    (const int64_t[]){__VA_ARGS__}, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)
+/* An array of elements of `elem` bytes with the given dims: BNN_ARRAY(&count, 4, n, h, w). */
+#define BNN_ARRAY(count, elem, ...) bnn_array((count), (elem), BNN_DIMS(__VA_ARGS__))
+/* A product of counts, all >= 0, bounded as an array of bytes. */
+#define BNN_COUNT(count, ...) bnn_array((count), 1, BNN_DIMS(__VA_ARGS__))
+
+/* 1 when a + b does not overflow (the sum goes to *sum). */
+static inline int bnn_sum(int64_t *sum, int64_t a, int64_t b)
+{
+    return !__builtin_add_overflow(a, b, sum);
+}
+
+/* ceil(a / b) for a >= 0 and b > 0, with no intermediate overflow. */
+static inline int64_t bnn_ceil_div(int64_t a, int64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+/* The product of n non-negative factors, saturated at INT64_MAX: an estimate of work
+ * that only sizes a thread team. */
+static inline int64_t bnn_work(const int64_t *f, size_t n)
+{
+    int64_t product = 1;
+    for (size_t i = 0; i < n; i++)
+        if (__builtin_mul_overflow(product, f[i], &product))
+            return INT64_MAX;
+    return product;
+}
+#define BNN_WORK(...) bnn_work(BNN_DIMS(__VA_ARGS__))
+
+/* 1 when the byte ranges [a, a + na) and [b, b + nb) share a byte. */
+static inline int bnn_overlap(const void *a, size_t na, const void *b, size_t nb)
+{
+    const uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
+    return na && nb && pa < pb + nb && pb < pa + na;
+}
+
+/* The status of a call asking for kernel path isa: BNN_EINVAL for no such path,
+ * BNN_EISA for one this CPU cannot run. */
+int bnn_isa_status(int64_t isa);
 
 /* One work item: up to BNN_TILE output pixels x up to BNN_CHUNK_BLOCKS blocks of one
  * group. Pointers are pre-offset so that a kernel needs no shape arithmetic. */
@@ -117,11 +191,13 @@ BNN_API int bnn_default_threads(void);
  * items and no more than the amount of work (in word operations) pays for. */
 int bnn_team_size(int64_t requested, int64_t work_items, int64_t work);
 
-/* Member tid's contiguous share [*start, *stop) of count items (a static schedule). */
+/* Member tid's contiguous share [*start, *stop) of count items (a static schedule):
+ * count * tid / nt, computed without forming count * tid. */
 static inline void bnn_share(int64_t count, int tid, int nt, int64_t *start, int64_t *stop)
 {
-    *start = count * tid / nt;
-    *stop = count * (tid + 1) / nt;
+    const int64_t q = count / nt, r = count % nt;
+    *start = q * tid + r * tid / nt;
+    *stop = q * (tid + 1) + r * (tid + 1) / nt;
 }
 
 /* A dynamic schedule: each member takes the items of its own share (bnn_share) one at a

@@ -148,7 +148,7 @@ static int integer_thresholds(bnn_conv *cv, int32_t kc)
  * stay in L1 while the chunk's 64 lanes fill them. Returns 0 when memory runs out. */
 static int nibble_weights(bnn_conv *cv)
 {
-    const int64_t L = cv->L, chunks = (cv->lanes + BNN_CHUNK_LANES - 1) / BNN_CHUNK_LANES;
+    const int64_t L = cv->L, chunks = bnn_ceil_div(cv->lanes, BNN_CHUNK_LANES);
     const size_t bytes = (size_t)(chunks * L * 16 * BNN_CHUNK_LANES);
     cv->wn = bnn_alloc64(bytes);
     if (!cv->wn)
@@ -170,14 +170,45 @@ static int nibble_weights(bnn_conv *cv)
     return 1;
 }
 
-BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
+/* BNN_OK when a spec describes a layer that can be prepared: valid scalars and
+ * pointers (BNN_EINVAL otherwise), and every array of the layer, the caller's weights
+ * [O][KH][KW][words per group] included, representable (BNN_ESIZE otherwise). */
+static int check_spec(const bnn_conv_spec *s)
 {
     if (!s || s->c <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->stride_h <= 0 ||
         s->stride_w <= 0 || s->pad_h < 0 || s->pad_w < 0 || s->groups <= 0 ||
         s->c % s->groups || s->o % s->groups || !s->weights || !s->scale || !s->bias ||
         (s->pad_value != 0 && s->pad_value != 1 && s->pad_value != -1) ||
         (!s->slope && (s->shift_in || s->shift_out)))
+        return BNN_EINVAL;
+    const int64_t cpg = s->c / s->groups, cwg = bnn_ceil_div(cpg, 64);
+    const int64_t nbg = bnn_ceil_div(s->o / s->groups, BNN_BLOCK);
+    int64_t kc, L, lanes;
+    /* kc bounds K, L = K * cwg and every tap and word index. */
+    if (!BNN_COUNT(&kc, s->kh, s->kw, cpg) || kc > BNN_MAX_DOT ||
+        !BNN_COUNT(&L, s->kh, s->kw, cwg) || !BNN_COUNT(&lanes, s->groups, nbg, BNN_BLOCK) ||
+        !BNN_ARRAY(NULL, sizeof *s->weights, s->o, L) ||
+        !BNN_ARRAY(NULL, sizeof(uint64_t), lanes, L) ||
+        !BNN_ARRAY(NULL, sizeof(float), 3, lanes) ||
+        !BNN_ARRAY(NULL, sizeof(int32_t), s->kh, s->kw, lanes) ||
+        !BNN_ARRAY(NULL, 16 * BNN_CHUNK_LANES, bnn_ceil_div(lanes, BNN_CHUNK_LANES), L) ||
+        !BNN_ARRAY(NULL, sizeof(float), s->c) || !BNN_ARRAY(NULL, sizeof(float), s->o))
+        return BNN_ESIZE;
+    return BNN_OK;
+}
+
+/* Prepare a layer: the layer, or NULL with *status (unless status is NULL) set to
+ * BNN_EINVAL or BNN_ESIZE for a spec check_spec refuses and to BNN_ENOMEM when memory
+ * runs out. */
+BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s, int *status)
+{
+    int ignored;
+    if (!status)
+        status = &ignored;
+    *status = check_spec(s);
+    if (*status != BNN_OK)
         return NULL;
+    *status = BNN_ENOMEM;
     bnn_conv *cv = calloc(1, sizeof *cv);
     if (!cv)
         return NULL;
@@ -193,12 +224,12 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
     cv->pad_value = s->pad_value;
     cv->cpg = s->c / s->groups;
     cv->opg = s->o / s->groups;
-    cv->cw = (s->c + 63) / 64;
-    cv->cwg = (cv->cpg + 63) / 64;
-    cv->cow = (s->o + 63) / 64;
+    cv->cw = bnn_ceil_div(s->c, 64);
+    cv->cwg = bnn_ceil_div(cv->cpg, 64);
+    cv->cow = bnn_ceil_div(s->o, 64);
     cv->K = s->kh * s->kw;
     cv->L = cv->K * cv->cwg;
-    cv->nbg = (cv->opg + BNN_BLOCK - 1) / BNN_BLOCK;
+    cv->nbg = bnn_ceil_div(cv->opg, BNN_BLOCK);
     cv->lanes = cv->groups * cv->nbg * BNN_BLOCK;
     cv->last_mask = cv->cpg % 64 ? (1ULL << (cv->cpg % 64)) - 1ULL : ~0ULL;
 
@@ -267,6 +298,7 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s)
         free(cv->dmin);
         cv->dmin = cv->dmax = NULL;
     }
+    *status = BNN_OK;
     return cv;
 }
 
@@ -441,31 +473,55 @@ static void compute_task(void *ctx, int tid, int nt)
 }
 
 /* Run a prepared layer on x: float32 [n, h, w, C] (x_packed == 0) or packed
- * [n, h, w, ceil(C / 64)]; y: float32 [n, ho, wo, O] (y_packed == 0) or packed
- * [n, ho, wo, ceil(O / 64)], fully written. residual: float32 [n, ho, wo, O] added to a
- * float output before its activation, or NULL; it must not overlap y. */
+ * [n, h, w, ceil(C / 64)] (x_packed == 1); y: float32 [n, ho, wo, O] (y_packed == 0) or
+ * packed [n, ho, wo, ceil(O / 64)] (y_packed == 1), fully written, where
+ * ho = (h + 2 pad_h - KH) / stride_h + 1 and wo likewise. residual: float32 [n, ho, wo, O]
+ * added to a float output before its activation, or NULL. y overlaps neither x nor the
+ * residual. */
 BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, int64_t n,
                            int64_t h, int64_t w, void *y, int64_t y_packed,
                            const float *residual, int64_t isa, int64_t threads)
 {
-    if (!cv || !x || !y || n <= 0 || h <= 0 || w <= 0 ||
-        (y_packed && (residual || cv->slope)))
+    if (!cv || !x || !y || n <= 0 || h <= 0 || w <= 0 || (x_packed != 0 && x_packed != 1) ||
+        (y_packed != 0 && y_packed != 1) || (y_packed && (residual || cv->slope)))
         return BNN_EINVAL;
-    if (!bnn_isa_supported((int)isa))
-        return BNN_EISA;
+    int status = bnn_isa_status(isa);
+    if (status != BNN_OK)
+        return status;
     const int64_t kh = cv->kh, kw = cv->kw, ph = cv->ph, pw = cv->pw, G = cv->groups;
     const int64_t cpg = cv->cpg, opg = cv->opg, cw = cv->cw, cwg = cv->cwg, K = cv->K;
     const int64_t L = cv->L, lanes = cv->lanes;
-    run_job j = {.cv = cv, .n = n, .h = h, .w = w, .hp = h + 2 * ph, .wp = w + 2 * pw};
-    if (j.hp < kh || j.wp < kw)
+    run_job j = {.cv = cv, .n = n, .h = h, .w = w};
+    if (!bnn_sum(&j.hp, h, ph) || !bnn_sum(&j.hp, j.hp, ph) || !bnn_sum(&j.wp, w, pw) ||
+        !bnn_sum(&j.wp, j.wp, pw))
+        return BNN_ESIZE;
+    if (j.hp < kh || j.wp < kw) /* the kernel must fit in the padded input */
         return BNN_EINVAL;
     const int64_t ho = (j.hp - kh) / cv->sh + 1, wo = (j.wp - kw) / cv->sw + 1;
     j.ho = ho;
     j.wo = wo;
-    j.ncg = (cv->nbg + BNN_CHUNK_BLOCKS - 1) / BNN_CHUNK_BLOCKS; /* chunks per group */
-    j.npix = n * ho * wo;
-    j.ntiles = (j.npix + BNN_TILE - 1) / BNN_TILE;
-    j.items = G * j.ncg * j.ntiles;
+    j.ncg = bnn_ceil_div(cv->nbg, BNN_CHUNK_BLOCKS); /* chunks per group */
+    /* The caller's arrays, then the run's own: the padded buffer and its nibble offsets
+     * (32 bytes per word bound both, and the in-place input's offsets), the tap offsets
+     * and margin classes, the correction table (at most one row per output pixel), the
+     * pixels and the work items. */
+    const size_t x_elem = x_packed ? sizeof(uint64_t) : sizeof(float);
+    const size_t y_elem = y_packed ? sizeof(uint64_t) : sizeof(float);
+    int64_t x_count, y_count, margins, noffs;
+    if (!BNN_ARRAY(&x_count, x_elem, n, h, w, x_packed ? cw : cv->c) ||
+        !BNN_ARRAY(&y_count, y_elem, n, ho, wo, y_packed ? cv->cow : cv->o) ||
+        !BNN_ARRAY(NULL, 16 * sizeof(uint16_t), n, j.hp, j.wp, G, cwg) ||
+        !bnn_sum(&margins, ho, wo) || !BNN_COUNT(&margins, 3, margins) ||
+        !bnn_sum(&noffs, L, margins) || !BNN_ARRAY(NULL, sizeof(int64_t), noffs) ||
+        !BNN_ARRAY(NULL, sizeof(int32_t), n, ho, wo, lanes) ||
+        !BNN_COUNT(&j.npix, n, ho, wo) ||
+        !BNN_COUNT(&j.items, G, j.ncg, bnn_ceil_div(j.npix, BNN_TILE)))
+        return BNN_ESIZE;
+    if (bnn_overlap(y, (size_t)y_count * y_elem, x, (size_t)x_count * x_elem) ||
+        (residual && bnn_overlap(y, (size_t)y_count * y_elem, residual,
+                                 (size_t)y_count * sizeof *residual)))
+        return BNN_EINVAL;
+    j.ntiles = bnn_ceil_div(j.npix, BNN_TILE);
     j.xf = x_packed ? NULL : (const float *)x;
     j.xq = x_packed ? (const uint64_t *)x : NULL;
     j.yf = y_packed ? NULL : (float *)y;
@@ -480,8 +536,8 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     const int zero_pad = cv->pad_value == 0 && (ph > 0 || pw > 0);
     j.wpp = wpp;
 
-    int status = BNN_ENOMEM;
-    int64_t *offs = malloc((size_t)(L + 3 * (ho + wo)) * sizeof *offs);
+    status = BNN_ENOMEM;
+    int64_t *offs = malloc((size_t)noffs * sizeof *offs);
     uint64_t *fill = malloc((size_t)wpp * sizeof *fill);
     uint64_t *xbuf = direct ? NULL : bnn_alloc64((size_t)(n * j.hp * j.wp * wpp) * sizeof *xbuf);
     /* The nibble path needs the offsets of every word of the buffer (or in-place input). */
@@ -491,7 +547,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     int32_t *corr = NULL;
     /* Per (row class, column class): its correction row, NULL when no tap falls outside. */
     const int32_t **class_corr = NULL;
-    const int team = bnn_team_size(threads, j.items, j.npix * lanes * L);
+    const int team = bnn_team_size(threads, j.items, BNN_WORK(j.npix, lanes, L));
     bnn_cursor *cursors = bnn_cursors(team);
     if (!offs || !fill || (!direct && !xbuf) || (nibble && !xi) || !cursors)
         goto done;
@@ -547,7 +603,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     j.pack = bnn_pack_kernel((int)isa);
     if (!direct || xi) {
         /* Packing a row costs about a quarter of a word operation per input value. */
-        const int64_t values = n * j.hs * j.ws * (j.xf ? cv->c : wpp * 16);
+        const int64_t values = BNN_WORK(n, j.hs, j.ws, j.xf ? cv->c : wpp * 16);
         bnn_parallel(bnn_team_size(threads, n * j.hs, values / 4), fill_task, &j);
     }
     bnn_parallel(team, compute_task, &j);

@@ -40,21 +40,64 @@ static inline __attribute__((always_inline)) float combine(float acc, float in, 
 #include "_kernels_pool.h"
 #endif
 
-/* Max (average == 0) or average pooling of x [n, h, w, c] into y [n, oh, ow, c]; the
- * caller computes the output size (ceil mode included) so that every window holds at
- * least one input. divisor > 0 replaces the window size of an average. isa: the kernel
- * path (BNN_ISA_*); AVX2 and AVX-512 use the 8-float loops, portable the 4-float ones. */
+/* PyTorch's output length of a pooling along one axis of `size` inputs (padded: size +
+ * 2 pad, at least the kernel): with ceil_mode the last window may hang over the end, but
+ * must start inside the input or its left padding. */
+static int64_t pool_length(int64_t size, int64_t padded, int64_t kernel, int64_t stride,
+                           int64_t pad, int ceil_mode)
+{
+    const int64_t span = padded - kernel;
+    if (!ceil_mode)
+        return span / stride + 1;
+    const int64_t out = bnn_ceil_div(span, stride) + 1;
+    int64_t start;
+    return __builtin_mul_overflow(out - 1, stride, &start) || start >= size + pad ? out - 1
+                                                                                   : out;
+}
+
+/* BNN_OK when one axis of a pooling is valid: padding smaller than the kernel, the kernel
+ * inside the padded input, `out` the floor or ceil mode length, and every window bound
+ * (start + kernel, from -pad to size + pad + kernel) representable. */
+static int pool_axis(int64_t size, int64_t out, int64_t kernel, int64_t stride, int64_t pad)
+{
+    int64_t padded, end;
+    if (!bnn_sum(&padded, size, pad) || !bnn_sum(&padded, padded, pad) ||
+        !bnn_sum(&end, padded, kernel))
+        return BNN_ESIZE;
+    if (pad >= kernel || padded < kernel ||
+        (out != pool_length(size, padded, kernel, stride, pad, 0) &&
+         out != pool_length(size, padded, kernel, stride, pad, 1)))
+        return BNN_EINVAL;
+    return BNN_OK;
+}
+
+/* Max (average == 0) or average pooling of x [n, h, w, c] into y [n, oh, ow, c], where
+ * oh and ow are PyTorch's output sizes (floor or ceil mode): every window then holds at
+ * least one input. divisor > 0 replaces the window size of an average (0: none).
+ * include_pad (0 or 1): count_include_pad. isa: the kernel path (BNN_ISA_*); AVX2 and
+ * AVX-512 use the 8-float loops, portable the 4-float ones. */
 BNN_API int bnn_pool2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c, float *y,
                        int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                        int64_t ph, int64_t pw, int64_t average, int64_t include_pad,
                        int64_t divisor, int64_t isa, int64_t threads)
 {
     if (!x || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || oh <= 0 || ow <= 0 || kh <= 0 ||
-        kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || (oh - 1) * sh - ph >= h ||
-        (ow - 1) * sw - pw >= w || ph >= kh || pw >= kw)
+        kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || (average != 0 && average != 1) ||
+        (include_pad != 0 && include_pad != 1) || divisor < 0)
         return BNN_EINVAL;
-    if (!bnn_isa_supported((int)isa))
-        return BNN_EISA;
+    int status = bnn_isa_status(isa);
+    if (status == BNN_OK)
+        status = pool_axis(h, oh, kh, sh, ph);
+    if (status == BNN_OK)
+        status = pool_axis(w, ow, kw, sw, pw);
+    if (status != BNN_OK)
+        return status;
+    int64_t x_count, y_count;
+    if (!BNN_ARRAY(&x_count, sizeof *x, n, h, w, c) ||
+        !BNN_ARRAY(&y_count, sizeof *y, n, oh, ow, c) || !BNN_COUNT(NULL, kh, kw))
+        return BNN_ESIZE;
+    if (bnn_overlap(x, (size_t)x_count * sizeof *x, y, (size_t)y_count * sizeof *y))
+        return BNN_EINVAL;
     pool_job j = {x, y, n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor};
     bnn_task_fn task = pool_task;
 #if defined(__x86_64__) || defined(__i386__)
@@ -62,7 +105,7 @@ BNN_API int bnn_pool2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t 
         task = pool_task_avx2;
 #endif
     /* A compared or added value costs about a quarter of a word operation. */
-    bnn_parallel(bnn_team_size(threads, n * oh, n * oh * ow * kh * kw * c / 4), task, &j);
+    bnn_parallel(bnn_team_size(threads, n * oh, BNN_WORK(n, oh, ow, kh, kw, c) / 4), task, &j);
     return BNN_OK;
 }
 
@@ -98,11 +141,16 @@ static void prelu_task(void *ctx, int tid, int nt)
 }
 
 /* y = prelu(x + shift_in) + shift_out per channel over rows x c values (RPReLU; PReLU
- * without the shifts, which are then both NULL). y may be x. */
+ * without the shifts, which are then both NULL). y is x or does not overlap it. */
 BNN_API int bnn_prelu(const float *x, int64_t rows, int64_t c, const float *shift_in,
                       const float *slope, const float *shift_out, float *y, int64_t threads)
 {
     if (!x || !y || !slope || rows < 0 || c <= 0 || !shift_in != !shift_out)
+        return BNN_EINVAL;
+    int64_t count;
+    if (!BNN_ARRAY(&count, sizeof *x, rows, c))
+        return BNN_ESIZE;
+    if (x != y && bnn_overlap(x, (size_t)count * sizeof *x, y, (size_t)count * sizeof *y))
         return BNN_EINVAL;
     prelu_job j = {x, shift_in, slope, shift_out, y, rows, c};
     /* Memory-bound: a value costs about a sixteenth of a word operation. */
@@ -162,15 +210,21 @@ static void transpose_task(void *ctx, int tid, int nt)
 
 /* y[i][c][r] = x[i][r][c] for n matrices of rows x cols: NCHW to NHWC with rows = C and
  * cols = H * W, and back with the two swapped. NumPy's strided copy of a transposed
- * view walks one side with a large stride; blocks keep both sides in cache. */
+ * view walks one side with a large stride; blocks keep both sides in cache. x and y do not
+ * overlap. */
 BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols, float *y,
                           int64_t threads)
 {
-    if (!x || !y || x == y || n < 0 || rows < 0 || cols < 0)
+    if (!x || !y || n < 0 || rows < 0 || cols < 0)
         return BNN_EINVAL;
-    if (n == 0 || rows == 0 || cols == 0)
+    int64_t count;
+    if (!BNN_ARRAY(&count, sizeof *x, n, rows, cols))
+        return BNN_ESIZE;
+    if (count == 0)
         return BNN_OK;
-    transpose_job j = {x, y, n, rows, cols, (cols + TRANSPOSE_BLOCK - 1) / TRANSPOSE_BLOCK};
+    if (x == y || bnn_overlap(x, (size_t)count * sizeof *x, y, (size_t)count * sizeof *y))
+        return BNN_EINVAL;
+    transpose_job j = {x, y, n, rows, cols, bnn_ceil_div(cols, TRANSPOSE_BLOCK)};
     /* Memory-bound: a value costs about a sixteenth of a word operation. */
     bnn_parallel(bnn_team_size(threads, n * j.col_blocks, n * rows * cols / 16), transpose_task,
                  &j);
@@ -310,8 +364,24 @@ static float *zero_padded(const float *x, int64_t n, int64_t h, int64_t w, int64
 
 #endif
 
-/* y [n, oh, ow, o] = conv(x [n, h, w, c]) + bias with the column panels described above;
- * BNN_EISA on a CPU without AVX2 and FMA, or for the portable path (isa). */
+/* BNN_OK when one axis of a float convolution is valid: the dilated kernel inside the
+ * padded input and `out` the output length; *padded receives size + 2 pad. */
+static int conv_axis(int64_t size, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                     int64_t dilation, int64_t *padded)
+{
+    int64_t reach; /* (kernel - 1) * dilation + 1: the inputs a window spans */
+    if (!bnn_sum(padded, size, pad) || !bnn_sum(padded, *padded, pad) ||
+        __builtin_mul_overflow(kernel - 1, dilation, &reach) || !bnn_sum(&reach, reach, 1))
+        return BNN_ESIZE;
+    if (*padded < reach || out != (*padded - reach) / stride + 1)
+        return BNN_EINVAL;
+    return BNN_OK;
+}
+
+/* y [n, oh, ow, o] = conv(x [n, h, w, c]) + bias with the column panels described above
+ * ([ceil(o / 16)][kh * kw * c][16]; bias [o] or NULL), where oh = (h + 2 ph - (kh - 1) dh
+ * - 1) / sh + 1 and ow likewise; y does not overlap x. BNN_EISA on a CPU without AVX2 and
+ * FMA, or for the portable path (isa). */
 BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                              const float *panels, const float *bias, int64_t o, float *y,
                              int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
@@ -320,11 +390,25 @@ BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, in
 {
     if (!x || !panels || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || o <= 0 || oh <= 0 ||
         ow <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || dh <= 0 ||
-        dw <= 0 || (oh - 1) * sh + (kh - 1) * dh >= h + 2 * ph ||
-        (ow - 1) * sw + (kw - 1) * dw >= w + 2 * pw)
+        dw <= 0)
         return BNN_EINVAL;
+    int64_t hp, wp, x_count, y_count, k;
+    int status = conv_axis(h, oh, kh, sh, ph, dh, &hp);
+    if (status == BNN_OK)
+        status = conv_axis(w, ow, kw, sw, pw, dw, &wp);
+    if (status != BNN_OK)
+        return status;
+    if (!BNN_ARRAY(&x_count, sizeof *x, n, h, w, c) || !BNN_ARRAY(NULL, sizeof *x, n, hp, wp, c) ||
+        !BNN_ARRAY(&y_count, sizeof *y, n, oh, ow, o) || !BNN_COUNT(&k, kh, kw, c) ||
+        !BNN_ARRAY(NULL, sizeof *panels, bnn_ceil_div(o, 16), k, 16))
+        return BNN_ESIZE;
+    if (bnn_overlap(x, (size_t)x_count * sizeof *x, y, (size_t)y_count * sizeof *y))
+        return BNN_EINVAL;
+    status = bnn_isa_status(isa);
+    if (status != BNN_OK)
+        return status;
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa < BNN_ISA_AVX2 || !bnn_isa_supported((int)isa) || !__builtin_cpu_supports("fma"))
+    if (isa < BNN_ISA_AVX2 || !__builtin_cpu_supports("fma"))
         return BNN_EISA;
     float *padded = NULL;
     if (ph || pw) {
@@ -333,13 +417,13 @@ BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, in
             return BNN_ENOMEM;
     }
     const int64_t pixels = n * oh * ow;
-    fconv_job j = {padded ? padded : x, panels, bias, y, n, h + 2 * ph, w + 2 * pw, c, o, oh,
-                   ow, kh, kw, sh, sw, dh, dw, kh * kw * c, (pixels + FC_ROWS - 1) / FC_ROWS,
-                   dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c, (o + FC_COLS - 1) / FC_COLS,
-                   0, NULL};
-    j.items = (j.tiles + FC_TILE_RUN - 1) / FC_TILE_RUN * j.npanels;
+    fconv_job j = {padded ? padded : x, panels, bias, y, n, hp, wp, c, o, oh, ow, kh, kw, sh,
+                   sw, dh, dw, k, bnn_ceil_div(pixels, FC_ROWS), dw == 1 ? 1 : kw,
+                   dw == 1 ? kw * c : c, dw * c, bnn_ceil_div(o, FC_COLS), 0, NULL};
+    /* At most one item per output value. */
+    j.items = bnn_ceil_div(j.tiles, FC_TILE_RUN) * j.npanels;
     /* A fused multiply-add of 8 floats costs about a word operation. */
-    const int team = bnn_team_size(threads, j.items, pixels * j.k * o / 8);
+    const int team = bnn_team_size(threads, j.items, BNN_WORK(pixels, k, o) / 8);
     j.cursors = bnn_cursors(team);
     if (!j.cursors) {
         free(padded);

@@ -197,6 +197,8 @@ static void callback_task(void *ctx, int tid, int nt)
 
 BNN_API void bnn_parallel_callback(int64_t threads, bnn_callback cb)
 {
+    if (!cb)
+        return;
     callback_job job = {cb};
     const int64_t nt = threads < 1 ? 1 : threads > BNN_MAX_THREADS ? BNN_MAX_THREADS : threads;
     bnn_parallel((int)nt, callback_task, &job);

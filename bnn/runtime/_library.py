@@ -18,14 +18,21 @@ LIBRARY_STEM = "_libkernels"
 # The ISA paths in the order of the C enum (BNN_ISA_PORTABLE = 0, ...).
 ISAS: tuple[str, ...] = ("portable", "avx2", "avx512")
 
+#: The C status of invalid arguments.
+EINVAL = -1
 #: The C status of a call this CPU cannot run.
 EISA = -2
+#: The C status of a call that ran out of memory.
+ENOMEM = -3
+#: The C status of sizes whose element or byte counts do not fit in memory's address range.
+ESIZE = -4
 
 # C status codes and what they mean.
 ERRORS = {
-    -1: "invalid arguments",
-    -2: "the requested ISA path is not supported by this CPU",
-    -3: "out of memory",
+    EINVAL: "invalid arguments",
+    EISA: "the requested ISA path is not supported by this CPU",
+    ENOMEM: "out of memory",
+    ESIZE: "sizes too large: an element count, byte count or offset would overflow",
 }
 
 _I64 = ctypes.c_int64
@@ -79,7 +86,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.bnn_default_threads.restype = ctypes.c_int
     lib.bnn_pack_activations.argtypes = [_PTR, _PTR, _I64, _I64, _PTR, _I64, _I64]
     lib.bnn_pack_activations.restype = ctypes.c_int
-    lib.bnn_conv2d_create.argtypes = [ctypes.POINTER(ConvSpec)]
+    # spec, status (out)
+    lib.bnn_conv2d_create.argtypes = [ctypes.POINTER(ConvSpec), ctypes.POINTER(ctypes.c_int)]
     lib.bnn_conv2d_create.restype = _PTR
     lib.bnn_conv2d_destroy.argtypes = [_PTR]
     lib.bnn_conv2d_destroy.restype = None
@@ -130,3 +138,10 @@ def check(status: int, what: str) -> None:
     """Raise for a non-zero C status code."""
     if status != 0:
         raise RuntimeError(f"bnn.runtime: {what} failed: {ERRORS.get(status, status)}")
+
+
+def creation_error(status: int, what: str) -> Exception:
+    """The exception for a C constructor's failure status: MemoryError when memory ran
+    out, ValueError for arguments it refused (invalid, or sizes too large)."""
+    message = f"bnn.runtime: preparing {what} failed: {ERRORS.get(status, status)}"
+    return MemoryError(message) if status == ENOMEM else ValueError(message)

@@ -148,9 +148,10 @@ class BinaryConv2d:
                 _ptr(self.input_threshold), _ptr(self.next_threshold),
                 _ptr(self.slope), _ptr(self.shift_in), _ptr(self.shift_out),
             )  # fmt: skip
-            handle = lib.bnn_conv2d_create(ctypes.byref(spec))
+            status = ctypes.c_int(0)
+            handle = lib.bnn_conv2d_create(ctypes.byref(spec), ctypes.byref(status))
             if not handle:
-                raise MemoryError("bnn.runtime: not enough memory to prepare the layer")
+                raise _library.creation_error(status.value, "the binary layer")
             self._handle = handle
             weakref.finalize(self, lib.bnn_conv2d_destroy, handle)
 

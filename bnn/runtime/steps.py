@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bnn.runtime import float_ops
+from bnn.runtime import _library, float_ops
 from bnn.runtime.errors import RuntimeInputError
 
 Floats = Callable[[str], "np.ndarray | None"]
@@ -139,7 +139,7 @@ def _native_prelu(
         for v in (shift_in, slope, shift_out)
     ]
     y = np.empty_like(x) if out is None else out
-    lib.bnn_prelu(
+    status = lib.bnn_prelu(
         x.ctypes.data,
         x.size // channels,
         channels,
@@ -147,6 +147,7 @@ def _native_prelu(
         y.ctypes.data,
         threads,
     )
+    _library.check(status, "prelu")
     return y
 
 

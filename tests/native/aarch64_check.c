@@ -12,7 +12,7 @@ typedef struct {
     const uint64_t *weights;
     const float *scale, *bias, *in_thr, *next_thr, *slope, *si, *so;
 } spec;
-void *bnn_conv2d_create(const spec *s);
+void *bnn_conv2d_create(const spec *s, int *status);
 int bnn_conv2d_run(const void *cv, const void *x, int64_t xp, int64_t n, int64_t h, int64_t w,
                    void *y, int64_t yp, const float *res, int64_t isa, int64_t threads);
 int bnn_isa_supported(int isa);
@@ -50,7 +50,7 @@ int main(void) {
         so[o] = frand();
     }
     spec s = {C, O, K, K, S, S, P, P, 1, 0, wq, sc, bi, 0, 0, sl, si, so};
-    void *cv = bnn_conv2d_create(&s);
+    void *cv = bnn_conv2d_create(&s, NULL);
     const int HO = (H + 2 * P - K) / S + 1, WO = (W + 2 * P - K) / S + 1;
     float *y = malloc(4 * HO * WO * O), *res = malloc(4 * HO * WO * O);
     for (int i = 0; i < HO * WO * O; i++)
