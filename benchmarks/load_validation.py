@@ -1,0 +1,69 @@
+"""What validating an untrusted ``.bnnpack`` costs: the complete check of Bi-Real
+ResNet-18's graph and tensors (``bnn.runtime.validate.check``) and the whole read
+(SHA-256, header, tensor entries, validation) against one batch-1 inference of the same
+network, measured in one run.
+
+Validation happens once per load, never per call; the target is that it stays a small
+fraction of a single inference. Figures are medians over ``--repeats`` calls::
+
+    python benchmarks/load_validation.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from timing import per_call  # benchmarks/timing.py, beside this script
+
+from bnn.deploy import export
+from bnn.runtime import format as bnnpack
+from bnn.runtime import validate
+from bnn.runtime.executor import load
+from bnn_core.registries import create_model
+
+SHAPE = (3, 224, 224)
+
+
+def tensor_specs(pack: bnnpack.Pack) -> dict[str, validate.TensorSpec]:
+    """Each stored tensor's dtype name and shape, as the validator reads them."""
+    specs: dict[str, validate.TensorSpec] = {}
+    for name, tensor in pack.tensors.items():
+        if isinstance(tensor, bnnpack.BitTensor):
+            specs[name] = (validate.BITS, tuple(tensor.shape))
+        else:
+            specs[name] = (str(tensor.dtype.name), tuple(tensor.shape))
+    return specs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "resnet18_bireal.bnnpack"
+        export(create_model("resnet18_bireal", binarize=True).eval(), path, SHAPE)
+        pack = bnnpack.read(path)
+        specs = tensor_specs(pack)
+        checked = per_call(lambda: validate.check(path, pack.graph, specs), args.repeats)
+        read = per_call(lambda: bnnpack.read(path), max(3, args.repeats // 3))
+        network = load(path, threads=args.threads)
+        x = np.random.default_rng(0).standard_normal((1, *SHAPE), dtype=np.float32)
+        network(x)
+        inference = per_call(lambda: network(x), args.repeats)
+    print(f"Bi-Real ResNet-18, {len(pack.graph.nodes)} nodes, {len(specs)} tensors, "
+          f"{args.threads} threads")  # fmt: skip
+    print(f"validation            {checked * 1e3:8.3f} ms")
+    print(f"whole read            {read * 1e3:8.3f} ms  (SHA-256, header, entries, validation)")
+    print(f"one inference (N=1)   {inference * 1e3:8.3f} ms")
+    print(f"validation / inference {checked / inference:7.2%}")
+    print(f"whole read / inference {read / inference:7.2%}")
+
+
+if __name__ == "__main__":
+    main()
