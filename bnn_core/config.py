@@ -6,13 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bnn_core.bconfig import BConfigLike
 from bnn_core.errors import BnnError, ConfigError
 from bnn_core.recommend import recommended_binarization as recommended_binarization
+from bnn_core.safe_yaml import load_text
 from bnn_core.schema import registry_json_schema
+
+
+class ComponentBuildError(ConfigError, RuntimeError):
+    """A registered builder failed on the options a config gave it. It is a RuntimeError
+    too, so callers that retry a RuntimeError elsewhere (on another device) still do."""
 
 
 class ComponentSpec(BaseModel):
@@ -67,7 +72,15 @@ class ComponentSpec(BaseModel):
         target = REGISTRIES[self.kind].get(self.name)
         given = {k: v for k, v in self.options.items() if k not in self.reserved}
         options = validate_params(target, {**given, **overrides}, f"{self.kind} {self.name!r}")
-        return target(**options)
+        try:
+            return target(**options)
+        except BnnError:
+            raise
+        except Exception as exc:  # the builder is plugin code refusing its options
+            raise ComponentBuildError(
+                f"{self.kind} {self.name!r} cannot be built with the options {given}: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+            ) from exc
 
 
 class ModelSpec(ComponentSpec):
@@ -157,23 +170,44 @@ def binarization_for(builder: Any, binarize: Any) -> BinarizeSpec:
     return spec.completed(builder)
 
 
+#: Config files larger than this are refused before they are read.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a one-paragraph ConfigError."""
+    """Read a YAML mapping with :mod:`bnn_core.safe_yaml` (no duplicate keys, no alias
+    bombs), turning every failure into a one-paragraph ConfigError."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist or is not a file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+        status = path.stat()
+    except OSError as exc:
+        if not path.exists():
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory, not a YAML file")
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {str(path)!r} is not a regular file (a device, pipe or socket)"
+        )
+    if status.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {str(path)!r} is {status.st_size:,} bytes; config files are at most "
+            f"{MAX_CONFIG_BYTES:,} bytes"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not a text file (not UTF-8 at byte {exc.start}); a config is YAML text"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    data = load_text(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{path} must contain a mapping at the top level, got {type(data).__name__}"
+            f"{path} must contain a mapping at the top level, got "
+            f"{'an empty file' if data is None else type(data).__name__}"
         )
     return data
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnn import BConfig, prepare_binary_model
+from bnn.cli import main
 from bnn.deploy import export
 from bnn.deploy.bench import float_twin_from_metadata
 from bnn.runtime import validate
@@ -373,6 +374,17 @@ def test_float_twin_is_rebuilt_from_metadata_only_within_limits(tmp_path):
     header["metadata"]["source"] = "lenet5"
     with pytest.raises(ConfigError, match="does not record which registered model"):
         float_twin_from_metadata(load(write_parts(tmp_path / "none.bnnpack", header, data)))
+
+
+def test_bench_refuses_a_twin_the_file_does_not_hold(tmp_path, capsys):
+    path = lenet_file(tmp_path, {"width": 4, "hidden": 16})
+    header, data = read_parts(path)
+    header["metadata"]["source"]["model"]["options"] = {"width": 100_000}
+    edited = write_parts(tmp_path / "wide.bnnpack", header, data)
+    assert main(["bench", str(edited), "--rounds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bnn bench: error: ") and "float comparison is refused" in err
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 def test_every_limit_is_documented_in_the_module():

@@ -13,6 +13,14 @@ from bnn.cli.output import print_json
 
 PACK_SUFFIX = ".bnnpack"
 
+#: The range of each numeric option: beyond these a benchmark never ends or exhausts memory.
+OPTION_RANGES = {
+    "batch": (1, 4096),
+    "rounds": (1, 100_000),
+    "warmup": (0, 10_000),
+    "threads": (1, 1024),
+}
+
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -48,11 +56,11 @@ def run(name: str, args: argparse.Namespace) -> int:
     from bnn.deploy.bench import compare
     from bnn_core.errors import ConfigError
 
-    for option in ("batch", "rounds", "threads"):
-        if getattr(args, option) < 1:
-            raise ConfigError(f"--{option} must be a positive integer")
-    if args.warmup < 0:
-        raise ConfigError("--warmup must be 0 or more")
+    for option, (least, most) in OPTION_RANGES.items():
+        value = getattr(args, option)
+        if not least <= value <= most:
+            kind = "a positive integer" if least else "0 or more"
+            raise ConfigError(f"--{option} must be {kind} and at most {most:,}, got {value}")
     with tempfile.TemporaryDirectory() as folder:
         network, float_model, description = _load(args, Path(folder))
         shape = (
@@ -72,17 +80,21 @@ def run(name: str, args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, folder: Path) -> tuple[Any, Any, str]:
     """The packed network, its float twin and a description of where they came from."""
+    from bnn.cli.export import check_target, input_shape
+    from bnn.cli.paths import check_input_file
     from bnn.deploy import export
-    from bnn.deploy.source import float_twin, load_source, model_from_spec
+    from bnn.deploy.bench import float_twin_from_metadata
+    from bnn.deploy.source import float_twin, load_source
     from bnn.runtime.executor import load
 
     path = Path(args.target)
     if path.suffix == PACK_SUFFIX:
+        check_input_file(path, "the packed model")
         network = load(path, threads=args.threads)
-        spec = network.metadata.get("source", {}).get("model", {})
-        return network, model_from_spec(spec), f"file {path} (float twin: {spec.get('name')})"
-    from bnn.cli.export import input_shape
-
+        twin = float_twin_from_metadata(network)
+        name = network.metadata["source"]["model"]["name"]
+        return network, twin, f"file {path} (float twin: {name})"
+    check_target(args.target)
     source = load_source(args.target, args.bconfig)
     shape = input_shape(args, source.input_shape)
     exported = folder / "model.bnnpack"

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+#: The largest shuffle seed (what Python's and torch's generators take without surprise).
+MAX_SEED = 2**63 - 1
+
 SHARD_EPILOG = """examples:
   bnn data shard ~/data/imagenet --split train -o ~/shards/imagenet/train-%06d.tar
   bnn data shard cifar10 --root ~/data --split test -o shards/cifar10/test-%06d.tar
@@ -57,27 +60,32 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
     """``["labels=coarse", "image_size=64"]`` -> ``{"labels": "coarse", "image_size": 64}``."""
-    import yaml
-
     from bnn_core.errors import ConfigError
+    from bnn_core.safe_yaml import load_text
 
     options = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
             raise ConfigError(f"-O expects KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"-O {key}: {value!r} is not a YAML value ({exc})") from None
+        options[key] = load_text(value, f"the value of -O {key}")
     return options
 
 
 def run(name: str, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bnn.cli.paths import check_output_file
+    from bnn_core.errors import ConfigError
     from bnn_datasets.shard_writer import brace_pattern, check_pattern, open_source, write_shards
     from bnn_datasets.transforms import PRESETS
 
     check_pattern(args.output)
+    if args.maxcount < 1:
+        raise ConfigError(f"--maxcount must be a positive integer, got {args.maxcount}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be from 0 to 2**63 - 1, got {args.seed}")
+    check_output_file(Path(args.output % 0), "the first shard file (-o)")
     options = parse_options(args.option)
     dataset, dataset_name = open_source(
         args.source, split=args.split, root=args.root, options=options

@@ -70,11 +70,38 @@ def input_shape(args: argparse.Namespace, declared: tuple[int, ...] | None) -> t
     return declared
 
 
+def check_target(target: str) -> None:
+    """A target naming an existing path must be a regular file: a directory or a device is
+    neither a checkpoint, a recipe nor a model name."""
+    from bnn_core.errors import ConfigError
+
+    path = Path(target)
+    if path.is_dir():
+        raise ConfigError(
+            f"{target} is a directory; give a checkpoint file, a recipe (.yaml) or a "
+            "registered model name (`bnn list models`)"
+        )
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{target} is not a regular file (a device, pipe or socket)")
+
+
 def run(name: str, args: argparse.Namespace) -> int:
+    from bnn.cli.paths import check_output_file
     from bnn.deploy import export, export_onnx
     from bnn.deploy.size import check_size
     from bnn.deploy.source import load_source
+    from bnn_core.errors import ConfigError
 
+    output = Path(args.output)
+    check_output_file(output, "the output file (-o)")
+    if args.onnx:
+        if output.suffix == ".onnx":
+            raise ConfigError(
+                f"with --onnx the ONNX file is written beside -o with the suffix .onnx, so -o "
+                f"must not end in .onnx itself (got {output}); use a .bnnpack name"
+            )
+        check_output_file(output.with_suffix(".onnx"), "the ONNX file (--onnx)")
+    check_target(args.target)
     source = load_source(args.target, args.bconfig)
     shape = input_shape(args, source.input_shape)
     result = export(

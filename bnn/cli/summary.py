@@ -5,11 +5,16 @@ binarized model a config file describes."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from bnn.cli.output import console, print_json
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+
+#: Limits of ``--input-shape``: one sample of 64 Mi values is 256 MiB of float32 already.
+MAX_INPUT_DIMS = 8
+MAX_INPUT_VALUES = 2**26
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -67,6 +72,11 @@ def _build(args: argparse.Namespace) -> tuple[Any, str]:
     try:
         entry = REGISTRIES["model"].entry(args.target)
     except UnknownNameError:
+        if Path(args.target).is_dir():
+            raise ConfigError(
+                f"{args.target!r} is a directory; give a registered model name or a config "
+                f"file ({' or '.join(CONFIG_SUFFIXES)})"
+            ) from None
         if Path(args.target).is_file():
             raise ConfigError(
                 f"{args.target!r} is a file but not a config: config files end in "
@@ -107,5 +117,10 @@ def _parse_shape(text: str) -> tuple[int, ...]:
         raise ConfigError(
             f"--input-shape must be positive integers separated by commas, one sample without "
             f"the batch dimension (for example 1,28,28), got {text!r}"
+        )
+    if len(shape) > MAX_INPUT_DIMS or math.prod(shape) > MAX_INPUT_VALUES:
+        raise ConfigError(
+            f"--input-shape {text!r} is too large: one sample may have at most "
+            f"{MAX_INPUT_DIMS} dimensions and {MAX_INPUT_VALUES:,} values"
         )
     return shape

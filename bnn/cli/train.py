@@ -46,20 +46,33 @@ def run(name: str, args: argparse.Namespace) -> int:
         return _evaluate(args)
     if args.env and args.user:
         raise ConfigError("give either --env or -u/--user, not both")
+    if args.gpu is not None and args.device is not None:
+        raise ConfigError("give either --device or --gpu, not both")
+    if args.gpu is not None and args.gpu < 0:
+        raise ConfigError(f"--gpu is a GPU index, 0 or more, got {args.gpu}")
+    from bnn.cli.paths import check_input_file, check_output_dir
+    from bnn.training.distributed import resolve_device
     from bnn.training.runner import prepare_recipe, train_recipe
 
     recipe, output = prepare_recipe(
         args.recipe, parse_set(args.set), args.env or args.user, args.exp_name, args.seed
     )
     device = f"cuda:{args.gpu}" if args.gpu is not None else args.device
+    resolve_device(device)
+    check_output_dir(output, "the run folder (output.dir)")
+    if isinstance(args.resume, str):
+        check_input_file(Path(args.resume), "the checkpoint to resume (--resume)")
     train_recipe(recipe, output, device=device, resume=args.resume, quiet=args.quiet)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from bnn.cli.paths import check_input_file
+    from bnn.training.distributed import resolve_device
     from bnn.training.runner import evaluate_checkpoint, prepare_recipe
     from bnn_core.errors import ConfigError
 
+    resolve_device(args.device or "cpu")
     target = Path(args.target)
     if target.suffix in {".yaml", ".yml"}:
         _, output = prepare_recipe(target)
@@ -69,6 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"no checkpoint in {output}: train it first with `bnn train {target}`"
             )
         target = found[0]
+    check_input_file(target, "checkpoint")
     result = evaluate_checkpoint(target, args.device)
     if args.json:
         print_json(result)

@@ -10,6 +10,8 @@ weights as booleans); anything the runtime cannot execute raises an
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 import types
 from collections.abc import Callable, Sequence
@@ -97,12 +99,15 @@ def capture(model: nn.Module, example: torch.Tensor) -> Captured:
     try:
         module = trace(model)
         try:
-            with torch.no_grad():
+            # ShapeProp prints the traceback of a failing node itself: keep it off the terminal
+            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
                 ShapeProp(module).propagate(example)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            cause = exc.__cause__ or exc
             raise ExportError(
                 f"the forward pass of {type(model).__name__} on an input of shape "
-                f"{list(example.shape)} failed: {' '.join(str(exc).split())}"
+                f"{list(example.shape)} failed (is the input shape right?): "
+                f"{' '.join(str(cause).split())}"
             ) from None
         return _Converter(module).convert()
     finally:

@@ -25,17 +25,42 @@ class World:
         return self.rank == 0
 
 
+def resolve_device(device: str | None) -> torch.device:
+    """The device ``device`` names (``cpu``, ``cuda``, ``cuda:N``, ``mps``), checked against
+    what this machine has; ``None`` is CUDA when available, else the CPU."""
+    from bnn_core.errors import ConfigError
+
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        wanted = None
+    if wanted is None or wanted.type not in {"cpu", "cuda", "mps"}:
+        raise ConfigError(
+            f"unknown device {device!r}: use cpu, cuda, cuda:N (N counts from 0) or mps"
+        )
+    if wanted.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{device!r} asked, but this machine has no CUDA device; use cpu")
+        if wanted.index is not None and wanted.index >= count:
+            raise ConfigError(
+                f"{device!r} asked, but {count} CUDA device(s) are present "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    if wanted.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{device!r} asked, but this machine has no MPS device; use cpu")
+    return wanted
+
+
 def setup(device: str | None) -> World:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1): NCCL on
     CUDA, gloo on CPU. ``device`` is ``cpu``, ``cuda`` or ``cuda:N``; default: CUDA when
     available."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    wanted = (
-        torch.device(device)
-        if device
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    wanted = resolve_device(device)
     if wanted.type == "cuda" and wanted.index is None:
         wanted = torch.device("cuda", local_rank if size > 1 else 0)
     if size > 1 and not dist.is_initialized():

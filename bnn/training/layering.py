@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bnn_core.config import load_yaml
 from bnn_core.errors import ConfigError
+from bnn_core.safe_yaml import load_text
 
 #: The seed library's environment-file keys and the recipe keys they set.
 ENV_KEYS = {
@@ -50,10 +49,7 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip() or any(not part for part in key.split(".")):
             raise ConfigError(f"--set expects key.path=value, got {assignment!r}")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML: {exc}") from None
+        value = load_text(raw, f"the value of --set {key.strip()}")
         overrides = merge(overrides, nested(tuple(key.strip().split(".")), value))
     return overrides
 
@@ -80,7 +76,12 @@ def env_overrides(path: Path) -> tuple[dict[str, Any], Path | None]:
     overrides: dict[str, Any] = {}
     root: Path | None = None
     for (section, key), target in ENV_KEYS.items():
-        value = (data.get(section) or {}).get(key)
+        block = data.get(section) or {}
+        if not isinstance(block, Mapping):
+            raise ConfigError(
+                f"{path}: {section} must be a mapping of settings, got {type(block).__name__}"
+            )
+        value = block.get(key)
         if value is None:
             continue
         if target == ("project_root",):

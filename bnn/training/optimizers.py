@@ -11,6 +11,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from bnn.optim import param_groups
 from bnn.training.spec import ScheduleSpec, TrainingSpec
+from bnn_core.errors import ConfigError
 from bnn_core.params import validate_params
 from bnn_core.registries import get_optimizer
 
@@ -24,7 +25,12 @@ def build_optimizers(model: nn.Module, training: TrainingSpec) -> list[Optimizer
         settings = validate_params(target, spec.settings, f"optimizer {spec.name!r}")
         groups = param_groups(model, include=spec.groups, **settings)
         if groups:
-            optimizers.append(target(groups, **settings))
+            try:
+                optimizers.append(target(groups, **settings))
+            except ValueError as exc:  # torch checks some settings only here
+                raise ConfigError(
+                    f"training.optimizers: {spec.name} refuses its settings {settings}: {exc}"
+                ) from None
     return optimizers
 
 

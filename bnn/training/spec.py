@@ -7,17 +7,19 @@ binary-network run on a CPU wants (Adam, cosine schedule, latent weights clipped
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+import torch
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
+    Strict,
+    field_validator,
     model_validator,
 )
 
@@ -25,6 +27,22 @@ from bnn.optim import GROUPS
 from bnn_core.config import BinarizeSpec, ComponentSpec, DatasetSpec, ModelSpec
 
 GroupName = Literal["binary_weights", "binarizers", "others"]
+
+#: The largest count a recipe may give (batch size, epochs, steps): what torch's 32-bit
+#: indices hold. Integers are strict: ``true`` or ``2.5`` is not a count.
+MAX_COUNT = 2**31 - 1
+#: Seeds are what ``torch.manual_seed`` and the data order accept: 0 to 2**63 - 1.
+MAX_SEED = 2**63 - 1
+#: More loader processes than this is a typo, not a machine.
+MAX_WORKERS = 256
+
+PositiveInt = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+#: The placeholder ``output.dir`` may hold; it is replaced by plain text substitution.
+NAME_PLACEHOLDER = "{name}"
 
 
 def default_binarization(value: Any) -> Any:
@@ -36,9 +54,9 @@ BinarizeField = Annotated[BinarizeSpec | None, BeforeValidator(default_binarizat
 
 
 class Section(BaseModel):
-    """A recipe section: unknown keys are errors."""
+    """A recipe section: unknown keys are errors, and so are infinite or NaN numbers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class OptimizerSpec(ComponentSpec):
@@ -56,6 +74,18 @@ class OptimizerSpec(ComponentSpec):
             raise ValueError(f"unknown parameter group {unknown[0]!r}; the groups are {GROUPS}")
         return self
 
+    @model_validator(mode="after")
+    def _check_settings(self) -> OptimizerSpec:
+        for key, value in self.settings.items():
+            problem = setting_problem(key, value)
+            if problem:
+                raise ValueError(f"{key} {problem}, got {value!r}")
+        try:  # the optimizer's own checks, on one dummy parameter, before any training
+            self.builder()([torch.nn.Parameter(torch.zeros(1))], **self.settings)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{self.name} refuses its settings: {exc}") from None
+        return self
+
     @property
     def groups(self) -> list[str]:
         """The parameter groups this optimizer trains (all of them by default)."""
@@ -66,6 +96,37 @@ class OptimizerSpec(ComponentSpec):
     def settings(self) -> dict[str, Any]:
         """The optimizer's own options (``lr``, ``weight_decay``, ...)."""
         return {k: v for k, v in self.options.items() if k != "groups"}
+
+
+#: Optimizer settings torch checks only when the optimizer is built (or never): the
+#: smallest value each may take and whether that value itself is allowed.
+SETTING_MINIMUMS = {
+    "lr": (0.0, True),  # 0 freezes the groups, which tests and ablations use
+    "eps": (0.0, False),
+    "gamma": (0.0, False),
+    "weight_decay": (0.0, True),
+    "momentum": (0.0, True),
+    "dampening": (0.0, True),
+    "alpha": (0.0, True),
+    "threshold": (0.0, True),
+}
+
+
+def setting_problem(key: str, value: Any) -> str | None:
+    """Why an optimizer setting is out of range, or ``None`` when it is fine."""
+    numbers = value if key == "betas" and isinstance(value, list | tuple) else [value]
+    for number in numbers:
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            continue  # types are checked against the optimizer's signature
+        if not math.isfinite(number):
+            return "must be a finite number"
+        if key == "betas" and not 0.0 <= number < 1.0:
+            return "each beta must be in [0, 1)"
+        if key in SETTING_MINIMUMS:
+            least, allowed = SETTING_MINIMUMS[key]
+            if number < least or (number == least and not allowed):
+                return f"must be {'at least' if allowed else 'greater than'} {least:g}"
+    return None
 
 
 def _optimizers(value: Any) -> Any:
@@ -94,7 +155,7 @@ class TrainingSpec(Section):
     """How to train: epochs, batches, optimizers per parameter group and the BNN tricks.
     ``channels_last`` runs convolutions on NHWC tensors (often faster on CPUs)."""
 
-    epochs: PositiveInt = 10
+    epochs: Annotated[int, Strict(), Field(ge=1, le=100_000)] = 10
     grad_accumulation: PositiveInt = 1
     optimizers: Annotated[list[OptimizerSpec], BeforeValidator(_optimizers)] = Field(
         default_factory=lambda: [OptimizerSpec(name="adam", lr=1e-3)]
@@ -160,11 +221,30 @@ class EvaluationSpec(Section):
 
 
 class OutputSpec(Section):
-    """Where a run writes: ``dir`` (``{name}`` is the experiment name), and how often
-    checkpoints are written besides the end of each epoch."""
+    """Where a run writes: ``dir`` (``{name}`` is the experiment name, the only
+    placeholder), and how often checkpoints are written besides the end of each epoch."""
 
     dir: str = "runs/{name}"
     checkpoint_every_steps: NonNegativeInt = 0
+
+    @field_validator("dir")
+    @classmethod
+    def _check_dir(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a directory")
+        if "\0" in value:
+            raise ValueError("must not hold a NUL character")
+        if re.search(r"[{}]", value.replace(NAME_PLACEHOLDER, "")):
+            raise ValueError(
+                f"{value!r} holds a brace that is not the placeholder {NAME_PLACEHOLDER}; "
+                f"{NAME_PLACEHOLDER} (the experiment name) is the only placeholder allowed"
+            )
+        return value
+
+    def folder(self, name: str) -> Path:
+        """``dir`` with ``{name}`` replaced by ``name`` (plain substitution) and ``~``
+        expanded."""
+        return Path(self.dir.replace(NAME_PLACEHOLDER, name)).expanduser()
 
 
 class LoggingSpec(Section):
@@ -181,7 +261,7 @@ class LoaderSpec(Section):
 
     batch_size: PositiveInt = 128
     eval_batch_size: PositiveInt | None = None
-    workers: NonNegativeInt = 0
+    workers: Annotated[int, Strict(), Field(ge=0, le=MAX_WORKERS)] = 0
 
 
 class DataSpec(LoaderSpec):
@@ -197,7 +277,7 @@ class RunConfig(Section):
     takes along with a model and datasets built in Python."""
 
     name: str | None = None
-    seed: int = 0
+    seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] = 0
     data: LoaderSpec = Field(default_factory=LoaderSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     distillation: DistillationSpec | None = None
@@ -205,3 +285,15 @@ class RunConfig(Section):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     logging: LoggingSpec = Field(default_factory=LoggingSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            value.strip() in {"", ".", ".."} or any(c in value for c in "/\\\0")
+        ):
+            raise ValueError(
+                f"{value!r} is not a usable experiment name: it names the run's folder, so it "
+                "must be non-empty and hold no '/', '\\' or NUL character"
+            )
+        return value
