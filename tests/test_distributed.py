@@ -157,6 +157,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(
     # only rank 0 writes the run's files; its checkpoint holds the shared weights
     assert sorted(p.name for p in two.iterdir()) == sorted(
         [
+            ".lock",
             "config.yaml",
             "metrics.csv",
             "metrics.jsonl",

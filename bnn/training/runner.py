@@ -9,6 +9,7 @@ from bnn.recipe import Recipe, load_recipe
 from bnn.training import checkpoint
 from bnn.training.data import make_loader
 from bnn.training.layering import env_file, env_overrides, merge
+from bnn.training.saved_state import check_model_state, fit_weights
 from bnn.training.trainer import Trainer, TrainResult, evaluate
 from bnn_core.config import validate_model
 from bnn_core.errors import ConfigError
@@ -36,7 +37,7 @@ def prepare_recipe(
     name = recipe.name or Path(path).stem
     if recipe.name is None:
         recipe = recipe.model_copy(update={"name": name})
-    output = Path(recipe.output.dir.format(name=name)).expanduser()
+    output = recipe.output.folder(name)
     if project_root is not None and not output.is_absolute():
         output = project_root / output
     return recipe, output
@@ -75,15 +76,25 @@ def train_recipe(
 
 
 def checkpoint_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
-    """The recipe a checkpoint was trained with, and the checkpoint itself."""
+    """The recipe a checkpoint was trained with, and the checkpoint itself, checked to
+    hold a model of one of the recipe's stages."""
     state = checkpoint.load(path)
+    check_model_state(state, path)
     saved = state.get("config", {}).get("recipe")
     if saved is None:
         raise ConfigError(
             f"{path} was written by the Python API, which has no model recipe; load its "
             "'model' entry into your model with load_state_dict"
         )
-    return validate_model(Recipe, saved, f"the recipe stored in {path}"), state
+    recipe = validate_model(Recipe, saved, f"the recipe stored in {path}")
+    names = [stage.name for stage in recipe.stages_to_run()]
+    if state["stage"] >= len(names) or state.get("stages", names) != names:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} says it stopped in stage number {state['stage']} of the stages "
+            f"{state.get('stages', names)}, but the recipe stored in it has the stages {names}; "
+            "the file was altered or damaged"
+        )
+    return recipe, state
 
 
 def evaluate_checkpoint(path: Path, device: str | None = None) -> dict[str, Any]:
@@ -96,7 +107,7 @@ def evaluate_checkpoint(path: Path, device: str | None = None) -> dict[str, Any]
     for stage in recipe.stages_to_run()[: state["stage"] + 1]:
         if stage.binarization is not None:
             model = stage.binarization.apply(model, inplace=True)
-    model.load_state_dict(checkpoint.evaluated_weights(state))
+    fit_weights(model, checkpoint.evaluated_weights(state), f"the weights in checkpoint {path}")
     target = torch.device(device) if device else torch.device("cpu")
     model.to(target)
     assert recipe.data is not None

@@ -24,15 +24,16 @@ from tqdm import tqdm
 
 from bnn.constraints import clip_latent_weights
 from bnn.recipe import Stage, resolve_stages
-from bnn.training import checkpoint
+from bnn.training import checkpoint, rundir
 from bnn.training.data import make_loader, start_epoch
 from bnn.training.distill import build_teacher, distillation_loss
 from bnn.training.distributed import World, all_sum, setup, teardown
 from bnn.training.logs import MetricsLog
 from bnn.training.optimizers import build_optimizers, build_schedulers
+from bnn.training.saved_state import check_run_state, fit_weights
 from bnn.training.spec import RunConfig
 from bnn_core.config import BinarizeSpec, format_errors
-from bnn_core.errors import ConfigError
+from bnn_core.errors import BnnError, ConfigError
 from bnn_core.progress import apply_progress
 
 log = logging.getLogger(__name__)
@@ -97,22 +98,49 @@ class Trainer:
         self.train_data, self.eval_data = train_data, eval_data
         self.world: World = setup(device)
         name = self.config.name or "run"
-        self.output_dir = Path(output_dir or self.config.output.dir.format(name=name))
+        self.output_dir = Path(output_dir) if output_dir else self.config.output.folder(name)
         self.quiet = quiet or not self.world.main
+        self.resumed_from: Path | None = None
         self.resolved_config = resolved_config or {"run": self.config.model_dump(mode="json")}
         self.teacher = build_teacher(self.config.distillation) if self.config.distillation else None
 
     def fit(self, resume: str | Path | None = None) -> TrainResult:
-        """Run every stage; with ``resume``, continue exactly from that checkpoint."""
+        """Run every stage; with ``resume``, continue exactly from that checkpoint. The
+        output directory is locked for the run: a second run on it fails at once."""
+        lock = self._claim_output_dir()
+        try:
+            return self._fit(Path(resume) if resume is not None else None)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _claim_output_dir(self) -> rundir.RunLock | None:
+        """Lock the output directory in the main process; every process stops if that fails
+        (the others would wait for it forever)."""
+        lock = failure = None
+        if self.world.main:
+            try:
+                lock = rundir.claim(self.output_dir)
+            except BnnError as exc:
+                failure = exc
+        if all_sum([float(failure is not None)], self.world)[0]:
+            raise failure or rundir.RunDirectoryError(
+                f"the main process could not lock the run directory {self.output_dir}"
+            )
+        return lock
+
+    def _fit(self, resume: Path | None) -> TrainResult:
         started = time.perf_counter()
-        state = checkpoint.load(resume) if resume is not None else None
-        if state is None:
+        state = None
+        self.resumed_from = resume
+        if resume is None:
             torch.manual_seed(self.config.seed)  # stochastic binarizers, dropout
         else:
-            self._check_resumable(state)
-            self._set_aside_damaged(Path(resume))
+            state = checkpoint.load(resume)
+            check_run_state(state, resume)
+            self._check_resumable(state, resume)
+            self._set_aside_damaged(resume)
         if self.world.main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / "config.yaml", "w") as handle:
                 yaml.safe_dump(self.resolved_config, handle, sort_keys=False)
         folder = self.output_dir if self.world.main else None  # one process writes
@@ -158,13 +186,17 @@ class Trainer:
             last.replace(last.with_name("last.damaged.pt"))
             log.warning("resuming from %s; the damaged last.pt is kept as last.damaged.pt", resumed)
 
-    def _check_resumable(self, state: dict[str, Any]) -> None:
-        if state["stage"] >= len(self.stages) or state.get("stages") != [
-            s.name for s in self.stages
-        ]:
+    def _check_resumable(self, state: dict[str, Any], path: Path) -> None:
+        names = [s.name for s in self.stages]
+        if state["stages"] != names:
             raise ConfigError(
-                f"the checkpoint comes from a run with stages {state.get('stages')}, this run "
-                f"has {[s.name for s in self.stages]}; resume with the recipe it was made with"
+                f"the checkpoint comes from a run with stages {state['stages']}, this run "
+                f"has {names}; resume with the recipe it was made with"
+            )
+        if state["stage"] >= len(names):
+            raise checkpoint.CheckpointError(
+                f"checkpoint {path} says it stopped in stage number {state['stage']}, but its "
+                f"run has {len(names)} stage(s) {names}; the file was altered or damaged"
             )
 
     def _loaders(self) -> tuple[DataLoader, DataLoader | None]:
@@ -210,7 +242,7 @@ class Trainer:
         steps_per_epoch = math.ceil(epoch_batches / accumulation)
         run = _StageRun(index, model, training, steps_per_epoch, device)
         if state is not None:
-            run.load(state)
+            run.load(state, f"checkpoint {self.resumed_from}")
         final = None
         for epoch in range(run.epoch, training.epochs):
             run.epoch = epoch
@@ -401,19 +433,46 @@ class _StageRun:
             "running": dict(self.running),
         }
 
-    def load(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (the random state last, as it was saved)."""
-        self.model.load_state_dict(state["model"])
-        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
-        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
-            scheduler.load_state_dict(saved)
-        self.scaler.load_state_dict(state["scaler"])
+    def load(self, state: dict[str, Any], source: str) -> None:
+        """Restore :meth:`state_dict` (the random state last, as it was saved); what does
+        not fit this stage is a CheckpointError naming ``source``."""
+        fit_weights(self.model, state["model"], f"the model weights in {source}")
         if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
+            fit_weights(self.ema, state["ema"], f"the EMA weights in {source}")
+        parts = (
+            ("optimizer", self.optimizers, state["optimizers"]),
+            ("scheduler", self.schedulers, state["schedulers"]),
+        )
+        for kind, objects, saved in parts:
+            if len(saved) != len(objects):
+                raise checkpoint.CheckpointError(
+                    f"{source} holds {len(saved)} {kind} state(s), this stage has "
+                    f"{len(objects)} {kind}(s); resume with the recipe it was made with"
+                )
+            for target, entry in zip(objects, saved, strict=True):
+                _restore(target, entry, f"the {kind} state in {source}")
+        _restore(self.scaler, state["scaler"], f"the gradient scaler state in {source}")
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.running = state["global_step"], dict(state["running"])
-        checkpoint.set_rng_state(state["rng"])
+        try:
+            checkpoint.set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise checkpoint.CheckpointError(
+                f"the random state in {source} cannot be restored ({type(exc).__name__}: "
+                f"{exc}); the file was altered or damaged"
+            ) from None
+
+
+def _restore(target: Any, saved: dict[str, Any], what: str) -> None:
+    """``target.load_state_dict(saved)``, its failures reported as CheckpointErrors."""
+    try:
+        target.load_state_dict(saved)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise checkpoint.CheckpointError(
+            f"{what} does not fit this run ({type(exc).__name__}: {detail}); resume with the "
+            "recipe it was made with"
+        ) from None
 
 
 def _fresh_running() -> dict[str, float]:
