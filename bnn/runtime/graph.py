@@ -10,7 +10,7 @@ whatever layout the runtime uses internally.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,41 @@ class Node:
         }
 
 
+def reference_problem(
+    node: Node, defined: Container[str], stored: Container[str] | None
+) -> str | None:
+    """Why ``node`` does not fit where it stands, or None: an unknown operation, a name
+    already ``defined``, the wrong number of inputs, an input not ``defined`` before it, a
+    required attribute or tensor role missing, an unknown role, or (when ``stored`` is
+    given) a referenced tensor not stored."""
+    spec = OPS.get(node.op)
+    if spec is None:
+        return f"unknown operation; this runtime executes {', '.join(sorted(OPS))}"
+    if node.name in defined:
+        return "the name is defined twice"
+    count = len(node.inputs)
+    if (spec.inputs is None and count < 1) or (spec.inputs is not None and count != spec.inputs):
+        return f"takes {spec.inputs or 'one or more'} input(s), has {count}"
+    for source in node.inputs:
+        if source not in defined:
+            return f"input {source!r} is not defined before it"
+    missing = sorted(spec.attrs - node.attrs.keys())
+    if missing:
+        return f"missing attribute(s) {', '.join(missing)}"
+    roles = set(node.tensors)
+    absent = sorted(spec.tensors - roles)
+    if absent:
+        return f"tensor(s) {', '.join(absent)} missing"
+    unknown = sorted(roles - spec.tensors - spec.optional_tensors)
+    if unknown:
+        return f"unknown tensor role(s) {', '.join(unknown)}"
+    if stored is not None:
+        for role, tensor in node.tensors.items():
+            if tensor not in stored:
+                return f"its {role} tensor {tensor!r} is not stored in the file"
+    return None
+
+
 @dataclass
 class Graph:
     """A network: one input (name and per-sample shape), nodes in execution order, and
@@ -141,40 +176,9 @@ class Graph:
         stored = None if tensor_names is None else set(tensor_names)
         defined = {self.input_name}
         for node in self.nodes:
-            where = f"node {node.name!r} ({node.op})"
-            spec = OPS.get(node.op)
-            if spec is None:
-                raise RuntimeFormatError(
-                    f"{where}: unknown operation; this runtime executes {', '.join(sorted(OPS))}"
-                )
-            if node.name in defined:
-                raise RuntimeFormatError(f"{where}: the name is defined twice")
-            count = len(node.inputs)
-            if (spec.inputs is None and count < 1) or (
-                spec.inputs is not None and count != spec.inputs
-            ):
-                raise RuntimeFormatError(
-                    f"{where}: takes {spec.inputs or 'one or more'} input(s), has {count}"
-                )
-            for source in node.inputs:
-                if source not in defined:
-                    raise RuntimeFormatError(f"{where}: input {source!r} is not defined before it")
-            missing = sorted(spec.attrs - node.attrs.keys())
-            if missing:
-                raise RuntimeFormatError(f"{where}: missing attribute(s) {', '.join(missing)}")
-            roles = set(node.tensors)
-            absent = sorted(spec.tensors - roles)
-            unknown = sorted(roles - spec.tensors - spec.optional_tensors)
-            if absent or unknown:
-                raise RuntimeFormatError(
-                    f"{where}: tensors {', '.join(absent)} missing"
-                    if absent
-                    else f"{where}: unknown tensor role(s) {', '.join(unknown)}"
-                )
-            if stored is not None:
-                for role, tensor in node.tensors.items():
-                    if tensor not in stored:
-                        raise RuntimeFormatError(f"{where}: its {role} tensor {tensor!r} is absent")
+            problem = reference_problem(node, defined, stored)
+            if problem is not None:
+                raise RuntimeFormatError(f"node {node.name!r} ({node.op}): {problem}")
             defined.add(node.name)
         for output in self.outputs:
             if output not in defined:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
-from bnn.runtime.graph import OPS, Graph, Node
+from bnn.runtime.graph import OPS, Graph, Node, reference_problem
 
 MAX_HEADER_BYTES = 64 << 20
 MAX_NODES = 100_000
@@ -466,31 +466,12 @@ def _check_attributes(node: Node) -> None:
 
 
 def _check_references(node: Node, defined: set[str], specs: Mapping[str, TensorSpec]) -> None:
-    spec = OPS[node.op]
     for name in (node.name, *node.inputs, *node.tensors.values()):
         if not name or len(name) > MAX_NAME_CHARS:
             raise Invalid(f"names must have 1 to {MAX_NAME_CHARS} characters")
-    if node.name in defined:
-        raise Invalid("the name is defined twice")
-    count = len(node.inputs)
-    if (spec.inputs is None and count < 1) or (spec.inputs is not None and count != spec.inputs):
-        raise Invalid(f"takes {spec.inputs or 'one or more'} input(s), has {count}")
-    for source in node.inputs:
-        if source not in defined:
-            raise Invalid(f"input {source!r} is not defined before it")
-    missing = sorted(spec.attrs - node.attrs.keys())
-    if missing:
-        raise Invalid(f"missing attribute(s) {', '.join(missing)}")
-    roles = set(node.tensors)
-    absent = sorted(spec.tensors - roles)
-    if absent:
-        raise Invalid(f"tensor(s) {', '.join(absent)} missing")
-    unknown = sorted(roles - spec.tensors - spec.optional_tensors)
-    if unknown:
-        raise Invalid(f"unknown tensor role(s) {', '.join(unknown)}")
-    for role, tensor in node.tensors.items():
-        if tensor not in specs:
-            raise Invalid(f"its {role} tensor {tensor!r} is not stored in the file")
+    problem = reference_problem(node, defined, specs)
+    if problem is not None:
+        raise Invalid(problem)
 
 
 def infer_shapes(

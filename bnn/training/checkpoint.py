@@ -33,9 +33,9 @@ import stat
 import struct
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ def save(state: dict[str, Any], path: str | Path, keep_previous: bool = False) -
     g_pathmgr.mkdirs(str(path.parent))
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
     payload[CHECKSUM_KEY] = digest(payload)
-    temporary = _write_temporary(payload, path)
+    temporary = _temporary_beside(path, lambda handle: torch.save(payload, handle))
     try:
         if keep_previous and os.path.lexists(path):
             _keep_as_previous(path)
@@ -149,12 +149,15 @@ def evaluated_weights(state: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
 
 
-def _write_temporary(payload: dict[str, Any], path: Path) -> Path:
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _temporary_beside(target: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """A new file with a unique name in ``target``'s folder (created exclusively, so no
+    planted file or link is followed), filled by ``write`` and synced; removed if that
+    fails."""
+    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             os.fchmod(handle.fileno(), _file_mode())
-            torch.save(payload, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
@@ -184,17 +187,13 @@ def _keep_as_previous(path: Path) -> None:
 
 
 def _copy_temporary(source: Path, target: Path) -> Path:
-    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle, open(source, "rb") as original:
-            os.fchmod(handle.fileno(), _file_mode())
+    """A synced copy of ``source`` in a temporary beside ``target``."""
+
+    def copy(handle: BinaryIO) -> None:
+        with open(source, "rb") as original:
             shutil.copyfileobj(original, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        _remove(Path(name))
-        raise
-    return Path(name)
+
+    return _temporary_beside(target, copy)
 
 
 def _remove(path: Path) -> None:

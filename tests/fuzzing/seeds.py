@@ -19,37 +19,8 @@ from torch import nn
 from bnn import BConfig, convert, prepare_binary_model
 from bnn.deploy import export
 from bnn_core.registries import create_model
+from tests.networks import Everything
 from tests.packing import randomise
-
-
-class FloatOps(nn.Module):
-    """Every float operation of the runtime around one grouped, strided binary
-    convolution that pads with +1 and takes a learned input threshold."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(4, 8, 3, stride=2, padding=2, dilation=2)
-        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
-        self.grouped = nn.Conv2d(8, 8, 1, groups=2)
-        self.binary = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)
-        self.norm = nn.BatchNorm2d(8)
-        self.prelu = nn.PReLU()
-        self.pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
-        self.average = nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)
-        self.adaptive = nn.AdaptiveAvgPool2d((3, 2))
-        self.leaky = nn.LeakyReLU(0.1)
-        self.fc = nn.Linear(8 * 6 + 16, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.prelu(self.norm(self.depthwise(self.conv(x))))
-        x = F.relu(self.grouped(x)) - 0.25
-        wide = torch.cat([x, x * 0.5], dim=1)
-        y = self.binary(self.pool(x) + 1.0) / 2
-        y = F.pad(y[:, :, ::2, ::1], (1, 1, 0, 2, 0, 0), value=0.5)
-        a = self.adaptive(self.leaky(y)).flatten(1)
-        b = F.avg_pool2d(self.average(wide), 2, divisor_override=3).mean((2, 3))
-        z = torch.cat([a, b], dim=1)
-        return F.softmax(self.fc(F.hardtanh(z, -0.5, 2.0)), dim=1)
 
 
 class BinaryChain(nn.Module):
@@ -71,7 +42,7 @@ class BinaryChain(nn.Module):
 
 
 def _float_ops() -> nn.Module:
-    model = FloatOps()
+    model = Everything()
     model.binary.bconfig = BConfig(
         activation_pre_process="input_bias", weight_pre_process="xnor_weight", pad_value=1
     )
