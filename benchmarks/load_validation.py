@@ -1,7 +1,8 @@
 """What validating an untrusted ``.bnnpack`` costs: the complete check of Bi-Real
 ResNet-18's graph and tensors (``bnn.runtime.validate.check``) and the whole read
-(SHA-256, header, tensor entries, validation) against one batch-1 inference of the same
-network, measured in one run.
+(SHA-256, header, tensor entries, validation) against the whole load (the read, then
+every layer prepared) and one batch-1 inference of the same network, measured in one
+run.
 
 Validation happens once per load, never per call; the target is that it stays a small
 fraction of a single inference. Figures are medians over ``--repeats`` calls::
@@ -52,6 +53,7 @@ def main() -> None:
         specs = tensor_specs(pack)
         checked = per_call(lambda: validate.check(path, pack.graph, specs), args.repeats)
         read = per_call(lambda: bnnpack.read(path), max(3, args.repeats // 3))
+        loading = per_call(lambda: load(path, threads=args.threads), max(3, args.repeats // 3))
         network = load(path, threads=args.threads)
         x = np.random.default_rng(0).standard_normal((1, *SHAPE), dtype=np.float32)
         network(x)
@@ -60,6 +62,7 @@ def main() -> None:
           f"{args.threads} threads")  # fmt: skip
     print(f"validation            {checked * 1e3:8.3f} ms")
     print(f"whole read            {read * 1e3:8.3f} ms  (SHA-256, header, entries, validation)")
+    print(f"whole load            {loading * 1e3:8.3f} ms  (read, then every layer prepared)")
     print(f"one inference (N=1)   {inference * 1e3:8.3f} ms")
     print(f"validation / inference {checked / inference:7.2%}")
     print(f"whole read / inference {read / inference:7.2%}")
