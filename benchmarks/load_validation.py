@@ -29,17 +29,6 @@ from bnn_core.registries import create_model
 SHAPE = (3, 224, 224)
 
 
-def tensor_specs(pack: bnnpack.Pack) -> dict[str, validate.TensorSpec]:
-    """Each stored tensor's dtype name and shape, as the validator reads them."""
-    specs: dict[str, validate.TensorSpec] = {}
-    for name, tensor in pack.tensors.items():
-        if isinstance(tensor, bnnpack.BitTensor):
-            specs[name] = (validate.BITS, tuple(tensor.shape))
-        else:
-            specs[name] = (str(tensor.dtype.name), tuple(tensor.shape))
-    return specs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
@@ -50,7 +39,7 @@ def main() -> None:
         path = Path(folder) / "resnet18_bireal.bnnpack"
         export(create_model("resnet18_bireal", binarize=True).eval(), path, SHAPE)
         pack = bnnpack.read(path)
-        specs = tensor_specs(pack)
+        specs = pack.specs
         checked = per_call(lambda: validate.check(path, pack.graph, specs), args.repeats)
         read = per_call(lambda: bnnpack.read(path), max(3, args.repeats // 3))
         loading = per_call(lambda: load(path, threads=args.threads), max(3, args.repeats // 3))

@@ -54,11 +54,7 @@ class Network:
         self.file_bytes = pack.file_bytes
         self._threads = threads
         self._float_threads = threads or kernels.default_threads()
-        self._specs = {name: _spec(tensor) for name, tensor in pack.tensors.items()}
-        try:
-            self._shapes = validate.infer_shapes(pack.graph, self._specs, pack.graph.input_shape)
-        except validate.Invalid as exc:
-            raise RuntimeFormatError(f"{pack.path}: {exc}") from None
+        self._specs, self._shapes = pack.specs, pack.shapes
         self._runs_on = {tuple(pack.graph.input_shape)}
         self._packed_outputs, self._packed_inputs = _packed_edges(pack.graph)
         self._epilogues = fusion.epilogues(pack.graph, set(self._packed_outputs))
@@ -247,13 +243,6 @@ class Network:
 #: Tensor roles that are not per-channel vectors (their shapes are checked whole by
 #: :mod:`bnn.runtime.validate`).
 _MATRICES = frozenset({"weight", "rows", "cols"})
-
-
-def _spec(tensor: Any) -> validate.TensorSpec:
-    """A stored tensor's dtype name and shape."""
-    if isinstance(tensor, BitTensor):
-        return validate.BITS, tuple(tensor.shape)
-    return str(tensor.dtype), tuple(tensor.shape)
 
 
 def _single(layer: Callable[[np.ndarray], np.ndarray]) -> Step:

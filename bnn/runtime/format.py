@@ -113,7 +113,9 @@ class WriteResult:
 
 @dataclass
 class Pack:
-    """A file read back: its header's metadata, graph and decoded tensors."""
+    """A file read back: its header's metadata, graph and decoded tensors, and what its
+    validation found: each tensor's dtype name and shape (``specs``) and each value's
+    shape for one sample of the declared input (``shapes``, channels first)."""
 
     path: Path
     version: int
@@ -121,6 +123,8 @@ class Pack:
     graph: Graph
     tensors: dict[str, Stored]
     file_bytes: int
+    specs: dict[str, validate.TensorSpec]
+    shapes: dict[str, validate.Shape]
 
 
 def _aligned(offset: int) -> int:
@@ -247,9 +251,10 @@ def read(path: str | Path) -> Pack:
         graph = Graph.from_dict(header["graph"])
     except RuntimeFormatError as exc:
         raise RuntimeFormatError(f"{path}: {exc}") from None
-    validate.check(path, graph, {name: (e[0], e[1]) for name, e in layout.items()})
+    specs = {name: (entry[0], entry[1]) for name, entry in layout.items()}
+    shapes = validate.check(path, graph, specs)
     tensors = {name: _tensor(entry, data, data_start) for name, entry in layout.items()}
-    return Pack(path, version, header["metadata"], graph, tensors, size)
+    return Pack(path, version, header["metadata"], graph, tensors, size, specs, shapes)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
