@@ -39,13 +39,16 @@ _LAZY = {
 }
 _REGISTRY_API = [
     f"{verb}_{kind}"
-    for kind in ("binarizer", "model", "dataset", "block")
+    for kind in ("binarizer", "model", "dataset", "block", "loss", "metric", "callback")
     for verb in ("register", "get", "create", "is")
 ] + [
     "list_binarizers",
     "list_models",
     "list_datasets",
     "list_blocks",
+    "list_losses",
+    "list_metrics",
+    "list_callbacks",
     "register_optimizer",
     "get_optimizer",
     "list_optimizers",
@@ -59,6 +62,12 @@ _REGISTRY_API = [
     "list_layers",
     "is_layer",
     "layer_map",
+    "register_lowering",
+    "get_lowering",
+    "list_lowerings",
+    "is_lowering",
+    "lowering_map",
+    "lowering_for",
 ]
 _LAZY.update(dict.fromkeys(_REGISTRY_API, "bnn_core.registries"))
 

@@ -48,6 +48,19 @@ class RegisterLayer(Protocol):
     def __call__(self, float_layer: Any, binary_layer: Any, *, name: str | None = None) -> None: ...
 
 
+class RegisterLowering(Protocol):
+    """``register(module_type, lowering, *, name=None)``: how modules of a type export.
+
+    ``module_type`` is a class or a lazy reference (``"torch.nn:Conv2d"``); ``lowering``
+    is the object (or lazy reference) that folds or lowers such modules for the packed
+    runtime (see docs/deploy.md, *Adding a lowering*). ``name`` defaults to the module
+    type's ``module:Class`` reference. The lowering of a subclass's nearest registered
+    base applies.
+    """
+
+    def __call__(self, module_type: Any, lowering: Any, *, name: str | None = None) -> None: ...
+
+
 @hookspec
 def bnn_register_binarizers(register: RegisterComponent) -> None:
     """Register binarizers: ``nn.Module`` classes used as ``activation_pre_process``,
@@ -88,3 +101,25 @@ def bnn_register_blocks(register: RegisterComponent) -> None:
 def bnn_register_optimizers(register: RegisterComponent) -> None:
     """Register optimizers: ``torch.optim.Optimizer`` classes whose first argument is the
     parameter groups, selected by name in a recipe's ``training.optimizers``."""
+
+
+@hookspec
+def bnn_register_lowerings(register: RegisterLowering) -> None:
+    """Register export lowerings: how a binarizer, block or layer type folds into the
+    packed runtime's nodes when a model is exported."""
+
+
+@hookspec
+def bnn_register_losses(register: RegisterComponent) -> None:
+    """Register training losses: ``nn.Module`` classes (or factories) taking keyword
+    options, selected by name in a recipe's ``training.loss``."""
+
+
+@hookspec
+def bnn_register_metrics(register: RegisterComponent) -> None:
+    """Register training metrics, selected by name in a recipe's ``training.metrics``."""
+
+
+@hookspec
+def bnn_register_callbacks(register: RegisterComponent) -> None:
+    """Register trainer callbacks, selected by name in a recipe's ``training.callbacks``."""

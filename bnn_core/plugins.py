@@ -27,7 +27,7 @@ import pluggy
 from bnn_core import hookspecs
 from bnn_core.errors import PluginError
 from bnn_core.registries import REGISTRIES, mark_ready
-from bnn_core.registry import Entry, normalize_name, snake_case
+from bnn_core.registry import Entry, normalize_name, qualified_name, snake_case
 
 CORE_DISTRIBUTION = "bnn-core"
 CORE_PLUGIN = "bnn_core"
@@ -40,6 +40,10 @@ HOOKS = {
     "bconfig": "bnn_register_bconfigs",
     "block": "bnn_register_blocks",
     "optimizer": "bnn_register_optimizers",
+    "lowering": "bnn_register_lowerings",
+    "loss": "bnn_register_losses",
+    "metric": "bnn_register_metrics",
+    "callback": "bnn_register_callbacks",
 }
 
 
@@ -279,6 +283,13 @@ def _stager(kind: str, provider: str, staged: list[tuple[str, Entry]]) -> Callab
 
         return register_layer
 
+    if kind == "lowering":
+
+        def register_lowering(module_type: Any, lowering: Any, *, name: str | None = None) -> None:
+            staged.append((kind, lowering_entry(module_type, lowering, provider, name)))
+
+        return register_lowering
+
     def register(
         name: str,
         target: Any,
@@ -300,3 +311,11 @@ def layer_entry(float_layer: Any, binary_layer: Any, provider: str, name: str | 
     float_name = float_ref.rpartition(":")[2].rpartition(".")[2] if float_ref else None
     entry_name = name or snake_case(float_name or float_layer.__name__)
     return Entry("layer", entry_name, binary_layer, provider, metadata={"float_layer": float_layer})
+
+
+def lowering_entry(module_type: Any, lowering: Any, provider: str, name: str | None) -> Entry:
+    """Build the registry entry of one export lowering, named after its module type."""
+    reference = module_type if isinstance(module_type, str) else qualified_name(module_type)
+    return Entry(
+        "lowering", name or reference, lowering, provider, metadata={"module_type": module_type}
+    )

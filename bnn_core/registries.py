@@ -25,7 +25,19 @@ def _load_plugins() -> None:
     load_plugins()
 
 
-KINDS = ("binarizer", "layer", "model", "dataset", "bconfig", "block", "optimizer")
+KINDS = (
+    "binarizer",
+    "layer",
+    "model",
+    "dataset",
+    "bconfig",
+    "block",
+    "optimizer",
+    "lowering",
+    "loss",
+    "metric",
+    "callback",
+)
 REGISTRIES: dict[str, Registry] = {kind: Registry(kind, _load_plugins) for kind in KINDS}
 
 
@@ -123,6 +135,24 @@ get_optimizer = REGISTRIES["optimizer"].get
 list_optimizers = REGISTRIES["optimizer"].names
 is_optimizer = REGISTRIES["optimizer"].contains
 
+register_loss = _register("loss")
+get_loss = REGISTRIES["loss"].get
+create_loss = _create("loss")
+list_losses = REGISTRIES["loss"].names
+is_loss = REGISTRIES["loss"].contains
+
+register_metric = _register("metric")
+get_metric = REGISTRIES["metric"].get
+create_metric = _create("metric")
+list_metrics = REGISTRIES["metric"].names
+is_metric = REGISTRIES["metric"].contains
+
+register_callback = _register("callback")
+get_callback = REGISTRIES["callback"].get
+create_callback = _create("callback")
+list_callbacks = REGISTRIES["callback"].names
+is_callback = REGISTRIES["callback"].contains
+
 register_bconfig = _register("bconfig")
 list_bconfigs = REGISTRIES["bconfig"].names
 is_bconfig = REGISTRIES["bconfig"].contains
@@ -179,3 +209,55 @@ def layer_map() -> dict[type, type]:
         mapping[float_layer] = binary
         mapping[binary] = binary
     return mapping
+
+
+get_lowering = REGISTRIES["lowering"].get
+list_lowerings = REGISTRIES["lowering"].names
+is_lowering = REGISTRIES["lowering"].contains
+
+
+def register_lowering(
+    module_type: Any, lowering: Any, *, name: str | None = None, replace: bool = False
+) -> None:
+    """Declare how modules of ``module_type`` (and its subclasses) export."""
+    from bnn_core.plugins import lowering_entry
+
+    registry = REGISTRIES["lowering"]
+    registry._ensure_ready()
+    registry.add(lowering_entry(module_type, lowering, IN_PROCESS, name), replace=replace)
+
+
+def lowering_map() -> dict[type, Any]:
+    """``{module type: lowering}`` of every registered lowering. Two plugins claiming
+    the same module type is an error naming both."""
+    registry = REGISTRIES["lowering"]
+    for name, entries in registry.conflicts().items():
+        raise DuplicateNameError(
+            "lowering", name, [f"{e.provider} ({e.reference})" for e in entries]
+        )
+    mapping: dict[type, Any] = {}
+    owners: dict[type, Entry] = {}
+    for entry in registry.entries():
+        lowering = entry.load()
+        module_type = entry.metadata["module_type"]
+        if isinstance(module_type, str):
+            module_type = entry.metadata["module_type"] = resolve_reference(module_type)
+        if module_type in owners:
+            first = owners[module_type]
+            raise DuplicateNameError(
+                "lowering",
+                module_type.__qualname__,
+                [f"{e.provider} ({e.name}: {e.reference})" for e in (first, entry)],
+            )
+        owners[module_type] = entry
+        mapping[module_type] = lowering
+    return mapping
+
+
+def lowering_for(module_type: type) -> Any | None:
+    """The lowering of ``module_type``'s nearest registered class in its MRO, or None."""
+    mapping = lowering_map()
+    for base in module_type.__mro__:
+        if base in mapping:
+            return mapping[base]
+    return None
