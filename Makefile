@@ -8,17 +8,22 @@ STAMP := $(VENV)/.installed
 
 .PHONY: train test lint
 
-$(STAMP): pyproject.toml setup.py $(wildcard bnn/runtime/*.c bnn/runtime/*.h)
+# The runtime is its own distribution (runtime/), installed editable beside bnn-core; its
+# install builds the C kernels in place, so a change to them reinstalls.
+$(STAMP): pyproject.toml runtime/pyproject.toml runtime/setup.py \
+		$(wildcard runtime/bnn_runtime/*.c runtime/bnn_runtime/*.h runtime/bnn_runtime/include/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,onnx]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./runtime -e '.[test,onnx]'
 	touch $(STAMP)
 
 train: $(STAMP)
 	$(BIN)/bnn train recipes/default.yaml
 
+# lint-imports checks the layering contracts written in .importlinter.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest

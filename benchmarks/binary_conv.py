@@ -3,7 +3,7 @@ run: the four binary 3x3 layer shapes of ResNet-18 at batch 1 (64x56x56, 128x28x
 256x14x14, 512x7x7; in = out channels, stride 1, padding 1).
 
 Baseline: the faster of torch float32 conv2d in NCHW and in channels_last. Kernel: a
-prepared layer (bnn.runtime.kernels.BinaryConv2d, weights laid out once, as an
+prepared layer (bnn_runtime.kernels.BinaryConv2d, weights laid out once, as an
 inference engine holds them) run two ways: from the float NHWC input (binarizing and
 packing it is part of the time) to a float output, and from packed bits to packed bits
 (what a run of binary layers does); plus the one-shot call binary_conv2d from float
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from timing import per_call  # benchmarks/timing.py, beside this script
 
-from bnn.runtime import kernels
+from bnn_runtime import kernels
 
 LAYERS = [(64, 56), (128, 28), (256, 14), (512, 7)]
 METHODS = ("torch NCHW", "torch channels_last", "kernel float", "kernel packed", "one-shot")

@@ -1,5 +1,5 @@
 """What validating an untrusted ``.bnnpack`` costs: the complete check of Bi-Real
-ResNet-18's graph and tensors (``bnn.runtime.validate.check``) and the whole read
+ResNet-18's graph and tensors (``bnn_runtime.validate.check``) and the whole read
 (SHA-256, header, tensor entries, validation) against the whole load (the read, then
 every layer prepared) and one batch-1 inference of the same network, measured in one
 run.
@@ -21,10 +21,10 @@ import torch
 from timing import per_call  # benchmarks/timing.py, beside this script
 
 from bnn.deploy import export
-from bnn.runtime import format as bnnpack
-from bnn.runtime import validate
-from bnn.runtime.executor import load
 from bnn_core.registries import create_model
+from bnn_runtime import format as bnnpack
+from bnn_runtime import validate
+from bnn_runtime.executor import load
 
 SHAPE = (3, 224, 224)
 

@@ -2,7 +2,7 @@
 float torchvision ResNet-18 in PyTorch, and the exported file against the float
 checkpoint, measured in one run.
 
-Latency: the exported network (``bnn.runtime.load``, float32 file) and torchvision's
+Latency: the exported network (``bnn_runtime.load``, float32 file) and torchvision's
 ResNet-18 (float32, eval, no gradients) run on the same random 1x3x224x224 input with
 the same number of threads in one process, PyTorch with its default settings. Rounds
 interleave the three: each runs ``--calls`` calls of one, then of the next, and each
@@ -37,9 +37,9 @@ from timing import per_call  # benchmarks/timing.py, beside this script
 
 from bnn.deploy import export
 from bnn.deploy.source import float_twin
-from bnn.runtime import kernels
-from bnn.runtime.executor import load
 from bnn_core.registries import create_model
+from bnn_runtime import kernels
+from bnn_runtime.executor import load
 
 SHAPE = (3, 224, 224)
 

@@ -22,12 +22,12 @@ SYSROOT = Path("/usr/aarch64-linux-gnu")
     reason=f"needs {COMPILER} and {EMULATOR} (Debian: gcc-aarch64-linux-gnu, qemu-user)",
 )
 def test_portable_paths_on_aarch64(tmp_path: Path) -> None:
-    runtime = ROOT / "bnn" / "runtime"
+    runtime = ROOT / "runtime" / "bnn_runtime"
     sources = sorted(str(p) for p in runtime.glob("_kernels*.c"))
     binary = tmp_path / "aarch64_check"
     flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-pthread", "-Wall", "-Werror"]
     subprocess.run(
-        [COMPILER, *flags, f"-I{runtime}", "-o", str(binary),
+        [COMPILER, *flags, f"-I{runtime / 'include'}", "-o", str(binary),
          str(ROOT / "tests" / "native" / "aarch64_check.c"), *sources, "-lm"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bnn.runtime import kernels
+from bnn_runtime import kernels
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ROOT / "bnn" / "runtime"
+RUNTIME = ROOT / "runtime" / "bnn_runtime"
 COMPILER = shutil.which("gcc") or shutil.which("cc")
-# setup.py's flags, plus what a shared object built by hand needs.
+# runtime/setup.py's flags, plus what a shared object built by hand needs.
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fvisibility=hidden", "-pthread"]
 
 # The tests that force each kernel path, and those that run whole exported networks.
@@ -33,14 +33,14 @@ SELECTION = [
     "avx512 or zoo_model_runs or exchange_packed_bits or rprelu_bireal",
 ]
 
-# Runs pytest with bnn.runtime loading the library named by the first argument.
+# Runs pytest with bnn_runtime loading the library named by the first argument.
 DRIVER = """
 import sys
 from pathlib import Path
 
 import pytest
 
-from bnn.runtime import _library, dispatch
+from bnn_runtime import _library, dispatch
 
 _library.library_path = lambda: Path(sys.argv[1])
 assert "avx512" in dispatch.available_isas(), dispatch.available_isas()

@@ -12,7 +12,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from bnn.runtime import _library
+from bnn_runtime import _library
 
 lib = _library.load()
 pytestmark = pytest.mark.skipif(lib is None, reason="the kernel library was not built")
@@ -81,11 +81,14 @@ VECTOR = np.ones(4096, dtype=np.float32)
 
 
 def spec(**fields: int) -> _library.ConvSpec:
-    """A valid 3x3 layer, 3 -> 8 channels, padding 1, with `fields` replaced."""
+    """A valid 3x3 layer, 3 -> 8 channels, padding 1, with `fields` (of the spec or of its
+    output transform) replaced."""
     values = dict(c=3, o=8, kh=3, kw=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, groups=1)
-    values.update(pad_value=0, weights=ptr(WEIGHTS), scale=ptr(VECTOR), bias=ptr(VECTOR))
-    values.update(fields)
-    return _library.ConvSpec(**values)
+    values.update(pad_value=0, weights=ptr(WEIGHTS))
+    transform = dict(scale=ptr(VECTOR), bias=ptr(VECTOR))
+    for name, value in fields.items():
+        (transform if name in dict(_library.OutputTransform._fields_) else values)[name] = value
+    return _library.ConvSpec(**values, transform=_library.OutputTransform(**transform))
 
 
 def create(s: _library.ConvSpec | None) -> tuple[int | None, int]:
@@ -214,13 +217,22 @@ def test_destroy_accepts_null() -> None:
 # ---- bnn_pool2d -------------------------------------------------------------------------
 
 
+def window(n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh=1, dw=1) -> _library.Window:
+    return _library.Window(
+        n=n, h=h, w=w, c=c, oh=oh, ow=ow, kh=kh, kw=kw, stride_h=sh, stride_w=sw, pad_h=ph,
+        pad_w=pw, dilation_h=dh, dilation_w=dw,
+    )  # fmt: skip
+
+
 def pool(n=1, h=5, w=5, c=3, oh=2, ow=2, kh=2, kw=2, sh=2, sw=2, ph=0, pw=0, **rest) -> int:
     """bnn_pool2d on a 5x5x3 input, 2x2 windows of stride 2, with the arguments given."""
     x, y = rest.pop("x", ptr(SRC)), rest.pop("y", ptr(DST))
-    return lib.bnn_pool2d(
-        x, n, h, w, c, y, oh, ow, kh, kw, sh, sw, ph, pw, rest.pop("average", 0),
-        rest.pop("include_pad", 0), rest.pop("divisor", 0), rest.pop("isa", 0), 1,
+    geometry = window(n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, rest.pop("dh", 1))
+    spec = _library.PoolSpec(
+        window=geometry, average=rest.pop("average", 0),
+        include_pad=rest.pop("include_pad", 0), divisor=rest.pop("divisor", 0),
     )  # fmt: skip
+    return lib.bnn_pool2d(ctypes.byref(spec), x, y, rest.pop("isa", 0), 1)
 
 
 def test_pool_accepts_floor_and_ceil_mode_sizes() -> None:
@@ -250,6 +262,7 @@ HUGE_WINDOW.update(oh=1, ow=1)
         ({"average": 2}, EINVAL),
         ({"include_pad": -1}, EINVAL),
         ({"divisor": -3}, EINVAL),
+        ({"dh": 2}, EINVAL),  # pooling has no dilation
         ({"isa": 3}, EINVAL),
         ({"x": None}, EINVAL),
         ({"h": BIG, "oh": BIG // 2}, ESIZE),  # the last window's end overflows
@@ -263,9 +276,10 @@ def test_pool_refuses(args: dict, status: int) -> None:
     assert pool(**args) == status
 
 
-def test_pool_refuses_overlapping_buffers() -> None:
+def test_pool_refuses_overlapping_buffers_and_a_null_spec() -> None:
     x = buffer(count=1024)
     assert pool(x=ptr(x), y=ptr(x) + 64) == EINVAL
+    assert lib.bnn_pool2d(None, ptr(SRC), ptr(DST), 0, 1) == EINVAL
 
 
 # ---- bnn_prelu ----------------------------------------------------------------------------
@@ -327,10 +341,13 @@ def test_transpose_refuses_null_and_overlapping_buffers() -> None:
 def fconv(n=1, h=4, w=4, c=2, o=3, oh=2, ow=2, kh=3, kw=3, sh=1, sw=1, ph=0, pw=0, **rest):
     """bnn_float_conv2d of a 4x4x2 input, 3x3 kernel, 3 outputs, with the arguments given."""
     x, y = rest.pop("x", ptr(SRC)), rest.pop("y", ptr(DST))
+    geometry = window(
+        n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, rest.pop("dh", 1), rest.pop("dw", 1)
+    )
+    panels = rest.pop("panels", ptr(AUX))
     return lib.bnn_float_conv2d(
-        x, n, h, w, c, rest.pop("panels", ptr(AUX)), None, o, y, oh, ow,
-        kh, kw, sh, sw, ph, pw, rest.pop("dh", 1), rest.pop("dw", 1), rest.pop("isa", 1), 1,
-    )  # fmt: skip
+        ctypes.byref(geometry), x, panels, None, o, y, rest.pop("isa", 1), 1
+    )
 
 
 def test_float_conv_accepts_a_valid_call() -> None:
@@ -371,9 +388,10 @@ def test_float_conv_refuses(args: dict, status: int) -> None:
     assert fconv(**args) == status
 
 
-def test_float_conv_refuses_overlapping_buffers() -> None:
+def test_float_conv_refuses_overlapping_buffers_and_a_null_window() -> None:
     x = buffer(count=4096)
     assert fconv(x=ptr(x), y=ptr(x) + 4) == EINVAL
+    assert lib.bnn_float_conv2d(None, ptr(SRC), ptr(AUX), None, 3, ptr(DST), 1, 1) == EINVAL
 
 
 # ---- bnn_parallel_callback ---------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnn.runtime import _library, float_ops, kernels, parallel, steps
+from bnn_runtime import _library, float_ops, kernels, parallel, steps
 
 pytestmark = pytest.mark.skipif(_library.load() is None, reason="the library is not built")
 

@@ -12,9 +12,9 @@ from torch import nn
 
 from bnn import BConfig, prepare_binary_model
 from bnn.deploy import export
-from bnn.runtime import executor, fusion, kernels, reference
-from bnn.runtime.executor import load
 from bnn_core.registries import create_model
+from bnn_runtime import executor, fusion, kernels, reference
+from bnn_runtime.executor import load
 from tests.packing import assert_agree, randomise
 
 

@@ -23,12 +23,12 @@ from bnn import BConfig, convert
 from bnn.cli import main
 from bnn.deploy import export
 from bnn.deploy.onnx import signed_twin
-from bnn.runtime import kernels
-from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
-from bnn.runtime.executor import load
-from bnn.runtime.format import BitTensor
-from bnn.runtime.graph import Graph, Node
 from bnn_core.registries import create_model
+from bnn_runtime import kernels
+from bnn_runtime.errors import RuntimeFormatError, RuntimeInputError
+from bnn_runtime.executor import load
+from bnn_runtime.format import BitTensor
+from bnn_runtime.graph import Graph, Node
 from tests.bnnpack_edit import read_parts, write_parts
 from tests.networks import Everything
 from tests.packing import assert_agree, randomise
@@ -134,7 +134,7 @@ def test_runtime_runs_with_torch_hidden(lenet, tmp_path):
 
         sys.meta_path.insert(0, Blocker())
         import numpy as np
-        from bnn.runtime.executor import load
+        from bnn_runtime.executor import load
 
         network = load({str(path)!r})
         np.save({str(tmp_path / "y.npy")!r}, network(np.load({str(tmp_path / "x.npy")!r})))
@@ -291,7 +291,7 @@ def test_large_float_convolution_split_into_bands(batch, tmp_path):
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_large_pooling_split_into_bands(batch, ceil_mode):
-    from bnn.runtime import float_ops
+    from bnn_runtime import float_ops
 
     x = torch.randn(batch, 64, 101, 97)
     nhwc = np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())

@@ -1,4 +1,4 @@
-"""Binary kernels of bnn.runtime: every ISA path (each forced in turn, skipping those the
+"""Binary kernels of bnn_runtime: every ISA path (each forced in turn, skipping those the
 CPU lacks, plus the NumPy reference) must match torch's convolution of the signs
 exactly, float outputs bit for bit and packed outputs bit for bit."""
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnn.runtime import _library, dispatch, kernels, reference
+from bnn_runtime import _library, dispatch, kernels, reference
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -352,7 +352,7 @@ def test_runtime_needs_no_torch() -> None:
 
         sys.meta_path.insert(0, NoTorch())
         import numpy as np
-        from bnn.runtime import kernels
+        from bnn_runtime import kernels
 
         x = np.ones((1, 4, 4, 70), np.float32)
         w = kernels.pack_weights(np.ones((8, 70, 3, 3), np.float32))

@@ -20,9 +20,9 @@ import pytest
 from tests.fuzzing.bnnpack import run_cases
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ROOT / "bnn" / "runtime"
+RUNTIME = ROOT / "runtime" / "bnn_runtime"
 COMPILER = shutil.which("gcc")
-# setup.py's flags with -O1 for -O3 (sanitizer reports stay precise), plus the sanitizers.
+# runtime/setup.py's flags with -O1 for -O3 (sanitizer reports stay precise), plus the sanitizers.
 FLAGS = [
     "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
     "-fno-sanitize-recover=all", "-ffp-contract=off", "-fno-trapping-math",
@@ -46,14 +46,14 @@ SELECTION = [
 FUZZ_CASES = 300
 FUZZ_SEED = 2
 
-# Runs pytest with bnn.runtime loading the library named by the first argument.
+# Runs pytest with bnn_runtime loading the library named by the first argument.
 DRIVER = """
 import sys
 from pathlib import Path
 
 import pytest
 
-from bnn.runtime import _library, dispatch
+from bnn_runtime import _library, dispatch
 
 _library.library_path = lambda: Path(sys.argv[1])
 assert _library.load() is not None
@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnn.runtime import _library
+from bnn_runtime import _library
 
 _library.library_path = lambda: Path(sys.argv[1])
 x, y = np.zeros(4096, np.float32), np.zeros(4097, np.float32)

@@ -19,10 +19,10 @@ from bnn import BConfig, prepare_binary_model
 from bnn.cli import main
 from bnn.deploy import export
 from bnn.deploy.bench import float_twin_from_metadata
-from bnn.runtime import validate
-from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
-from bnn.runtime.executor import load
 from bnn_core.errors import ConfigError
+from bnn_runtime import validate
+from bnn_runtime.errors import RuntimeFormatError, RuntimeInputError
+from bnn_runtime.executor import load
 from tests.bnnpack_edit import read_parts, write_parts, write_raw
 
 SHAPE = (3, 12, 10)

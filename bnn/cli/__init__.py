@@ -2,7 +2,8 @@
 
 Sub-command modules import torch only inside the commands that need it, so
 ``bnn --help`` and ``bnn list-plugins`` stay fast.
-Errors caused by input (``BnnError``) are printed as one paragraph with exit status 2.
+Errors caused by input (``BnnError``, and the runtime's ``BnnRuntimeError``) are printed as
+one paragraph with exit status 2.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from bnn import __version__
 from bnn_core.errors import BnnError
+from bnn_runtime.errors import BnnRuntimeError
 
 # command -> (module, help)
 COMMANDS = {
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args.command, args) or 0)
-    except BnnError as exc:
+    except (BnnError, BnnRuntimeError) as exc:
         print(f"bnn {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -7,19 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-typedef struct {
-    int64_t c, o, kh, kw, sh, sw, ph, pw, groups, pad_value;
-    const uint64_t *weights;
-    const float *scale, *bias, *in_thr, *next_thr, *slope, *si, *so;
-} spec;
-void *bnn_conv2d_create(const spec *s, int *status);
-int bnn_conv2d_run(const void *cv, const void *x, int64_t xp, int64_t n, int64_t h, int64_t w,
-                   void *y, int64_t yp, const float *res, int64_t isa, int64_t threads);
-int bnn_isa_supported(int isa);
-int bnn_pool2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c, float *y, int64_t oh,
-               int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-               int64_t average, int64_t include_pad, int64_t divisor, int64_t isa, int64_t threads);
-int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols, float *y, int64_t threads);
+
+#include "bnn_runtime.h"
+
 static float frand(void) { return rand() / (float)RAND_MAX - 0.5f; }
 int main(void) {
     int fails = 0;
@@ -49,8 +39,8 @@ int main(void) {
         si[o] = frand();
         so[o] = frand();
     }
-    spec s = {C, O, K, K, S, S, P, P, 1, 0, wq, sc, bi, 0, 0, sl, si, so};
-    void *cv = bnn_conv2d_create(&s, NULL);
+    bnn_conv_spec s = {C, O, K, K, S, S, P, P, 1, 0, wq, NULL, {sc, bi, NULL, sl, si, so}};
+    bnn_conv *cv = bnn_conv2d_create(&s, NULL);
     const int HO = (H + 2 * P - K) / S + 1, WO = (W + 2 * P - K) / S + 1;
     float *y = malloc(4 * HO * WO * O), *res = malloc(4 * HO * WO * O);
     for (int i = 0; i < HO * WO * O; i++)
@@ -92,7 +82,8 @@ int main(void) {
         px[i] = frand();
     px[7] = NAN;
     float mx[3 * 3 * 37], av[2 * 3 * 37];
-    bnn_pool2d(px, 1, PH, PW, PC, mx, 3, 3, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0, 2);
+    bnn_pool_spec max_pool = {{1, PH, PW, PC, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1}, 0, 0, 0};
+    bnn_pool2d(&max_pool, px, mx, 0, 2);
     for (int oy = 0; oy < 3; oy++)
         for (int ox = 0; ox < 3; ox++)
             for (int c = 0; c < PC; c++) {
@@ -114,7 +105,8 @@ int main(void) {
                         printf("max mismatch\n");
                 }
             }
-    bnn_pool2d(px, 1, PH, PW, PC, av, 2, 3, 2, 2, 2, 2, 0, 0, 1, 1, 0, 0, 2);
+    bnn_pool_spec average = {{1, PH, PW, PC, 2, 3, 2, 2, 2, 2, 0, 0, 1, 1}, 1, 1, 0};
+    bnn_pool2d(&average, px, av, 0, 2);
     for (int oy = 0; oy < 2; oy++)
         for (int ox = 0; ox < 3; ox++)
             for (int c = 0; c < PC; c++) {

@@ -1,4 +1,4 @@
-/* The AVX-512 intrinsics that bnn/runtime/_kernels_avx512.c uses, computed lane by lane
+/* The AVX-512 intrinsics that runtime/bnn_runtime/_kernels_avx512.c uses, computed lane by lane
  * in plain C as Intel's reference describes them. A test build of the library
  * (tests/test_runtime_avx512_emulated.py) compiles that file against this header instead
  * of <immintrin.h>, so that its logic (tiling, lane masks, count reduction, output

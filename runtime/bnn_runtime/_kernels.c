@@ -10,6 +10,11 @@
 
 #include "_kernels.h"
 
+BNN_API int bnn_abi_version(void)
+{
+    return BNN_ABI_VERSION;
+}
+
 /* ---- CPU features and dispatch ---------------------------------------------------- */
 
 BNN_API int bnn_isa_supported(int isa)

@@ -9,6 +9,7 @@ per-channel operation broadcasts over the last axis whatever the rank.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from bnn.runtime import _library, dispatch, parallel
-from bnn.runtime.validate import pool_output_size
+from bnn_runtime import _library, dispatch, parallel
+from bnn_runtime.validate import pool_output_size
 
 #: Convolutions of at least this many multiply-adds, and poolings of inputs of at least
 #: this many values, run as bands on several threads; smaller ones on one (handing work
@@ -184,6 +185,23 @@ def _native_arrays(
     return *compiled, x, np.empty((x.shape[0], out[0], out[1], channels), dtype=np.float32)
 
 
+def _window(
+    shape: Sequence[int],
+    out: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> _library.Window:
+    """The C library's ``bnn_window`` of an NHWC input of ``shape``."""
+    (n, h, w, c), (oh, ow), (kh, kw) = shape, out, kernel
+    return _library.Window(
+        n=n, h=h, w=w, c=c, oh=oh, ow=ow, kh=kh, kw=kw, stride_h=stride[0],
+        stride_w=stride[1], pad_h=padding[0], pad_w=padding[1], dilation_h=dilation[0],
+        dilation_w=dilation[1],
+    )  # fmt: skip
+
+
 def _native_conv(
     x: np.ndarray,
     panels: np.ndarray,
@@ -202,10 +220,10 @@ def _native_conv(
     if prepared is None:
         return None
     lib, isa, x, y = prepared
-    n, h, w, c = x.shape
+    window = _window(x.shape, out, kernel, stride, padding, dilation)
     status = lib.bnn_float_conv2d(
-        x.ctypes.data, n, h, w, c, panels.ctypes.data, None if bias is None else bias.ctypes.data,
-        channels, y.ctypes.data, *out, *kernel, *stride, *padding, *dilation, isa, threads,
+        ctypes.byref(window), x.ctypes.data, panels.ctypes.data,
+        None if bias is None else bias.ctypes.data, channels, y.ctypes.data, isa, threads,
     )  # fmt: skip
     if status == _library.EISA:
         return None
@@ -304,25 +322,13 @@ def _native_pool(
     if prepared is None:
         return None
     lib, isa, x, y = prepared
-    n, h, w, c = x.shape
-    status = lib.bnn_pool2d(
-        x.ctypes.data,
-        n,
-        h,
-        w,
-        c,
-        y.ctypes.data,
-        out[0],
-        out[1],
-        *kernel,
-        *stride,
-        *padding,
-        average,
-        int(include_pad),
-        divisor or 0,
-        isa,
-        threads,
+    spec = _library.PoolSpec(
+        window=_window(x.shape, out, kernel, stride, padding, (1, 1)),
+        average=average,
+        include_pad=int(include_pad),
+        divisor=divisor or 0,
     )
+    status = lib.bnn_pool2d(ctypes.byref(spec), x.ctypes.data, y.ctypes.data, isa, threads)
     return y if status == 0 else None
 
 

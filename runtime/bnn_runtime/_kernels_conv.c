@@ -31,23 +31,9 @@
 
 #include "_kernels.h"
 
-/* Static description of a layer; mirrored field by field by _library.py (ctypes). */
-typedef struct {
-    int64_t c, o, kh, kw;
-    int64_t stride_h, stride_w, pad_h, pad_w;
-    int64_t groups, pad_value;     /* pad_value 0: zero padding; +1 / -1: padded sign */
-    const uint64_t *weights;       /* [O, KH, KW, ceil(C / groups / 64)] */
-    const float *scale, *bias;     /* [O] */
-    const float *input_threshold;  /* [C] or NULL: bit = x + threshold >= 0 (float input) */
-    const float *next_threshold;   /* [O] or NULL: bit = y + threshold >= 0 (packed output) */
-    /* Float output only, after the residual: y = prelu(y + shift_in) + shift_out per
-     * channel (slope [O] or NULL for none; the shifts [O] or NULL for zero). */
-    const float *slope, *shift_in, *shift_out;
-} bnn_conv_spec;
-
-/* A prepared layer. It is never modified after creation, so concurrent runs may share
- * it. */
-typedef struct {
+/* A prepared layer (bnn_conv in the public header). It is never modified after
+ * creation, so concurrent runs may share it. */
+struct bnn_conv {
     int64_t c, o, kh, kw, sh, sw, ph, pw, groups, pad_value;
     int64_t cpg, opg, cw, cwg, cow, K, L, nbg, lanes;
     uint64_t last_mask;  /* valid bits of a group's last word */
@@ -64,7 +50,7 @@ typedef struct {
      * layers with fewer than BNN_NIB_MIN_BLOCKS blocks or more than 65535 / 64
      * (tap, word) steps, and CPUs without AVX2. */
     uint8_t *wn;
-} bnn_conv;
+};
 
 BNN_API void bnn_conv2d_destroy(bnn_conv *cv)
 {
@@ -175,11 +161,14 @@ static int nibble_weights(bnn_conv *cv)
  * [O][KH][KW][words per group] included, representable (BNN_ESIZE otherwise). */
 static int check_spec(const bnn_conv_spec *s)
 {
-    if (!s || s->c <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->stride_h <= 0 ||
+    if (!s)
+        return BNN_EINVAL;
+    const bnn_output_transform *t = &s->transform;
+    if (s->c <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->stride_h <= 0 ||
         s->stride_w <= 0 || s->pad_h < 0 || s->pad_w < 0 || s->groups <= 0 ||
-        s->c % s->groups || s->o % s->groups || !s->weights || !s->scale || !s->bias ||
+        s->c % s->groups || s->o % s->groups || !s->weights || !t->scale || !t->bias ||
         (s->pad_value != 0 && s->pad_value != 1 && s->pad_value != -1) ||
-        (!s->slope && (s->shift_in || s->shift_out)))
+        (!t->slope && (t->shift_in || t->shift_out)))
         return BNN_EINVAL;
     const int64_t cpg = s->c / s->groups, cwg = bnn_ceil_div(cpg, 64);
     const int64_t nbg = bnn_ceil_div(s->o / s->groups, BNN_BLOCK);
@@ -246,15 +235,15 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s, int *status)
         return NULL;
     }
     cv->bias = cv->scale + lanes;
-    cv->thr = s->next_threshold ? cv->scale + 2 * lanes : NULL;
+    cv->thr = s->transform.next_threshold ? cv->scale + 2 * lanes : NULL;
     cv->dmax = cv->dmin + lanes;
     if (cv->in_thr)
         memcpy(cv->in_thr, s->input_threshold, (size_t)s->c * sizeof *cv->in_thr);
     int failed = 0;
-    if (s->slope) {
-        cv->slope = copy_floats(s->slope, s->o, &failed);
-        cv->shift_in = copy_floats(s->shift_in, s->o, &failed);
-        cv->shift_out = copy_floats(s->shift_out, s->o, &failed);
+    if (s->transform.slope) {
+        cv->slope = copy_floats(s->transform.slope, s->o, &failed);
+        cv->shift_in = copy_floats(s->transform.shift_in, s->o, &failed);
+        cv->shift_out = copy_floats(s->transform.shift_out, s->o, &failed);
     }
     if (failed) {
         bnn_conv2d_destroy(cv);
@@ -283,10 +272,10 @@ BNN_API bnn_conv *bnn_conv2d_create(const bnn_conv_spec *s, int *status)
                 cv->tap_sum[t * lanes + lane] = 0;
             }
         }
-        cv->scale[lane] = valid ? s->scale[oc] : 0.0f;
-        cv->bias[lane] = valid ? s->bias[oc] : 0.0f;
+        cv->scale[lane] = valid ? s->transform.scale[oc] : 0.0f;
+        cv->bias[lane] = valid ? s->transform.bias[oc] : 0.0f;
         if (cv->thr)
-            cv->thr[lane] = valid ? s->next_threshold[oc] : 0.0f;
+            cv->thr[lane] = valid ? s->transform.next_threshold[oc] : 0.0f;
     }
     /* The nibble path's 16-bit counts hold at most 64 * L mismatches. */
     if (cv->groups == 1 && cv->nbg >= BNN_NIB_MIN_BLOCKS && L * 64 <= UINT16_MAX &&

@@ -2,8 +2,8 @@
 
 Creating a layer validates its arguments and prepares the weights for the kernels
 (blocked layout, per-channel transform, padding corrections) in the C library; calling
-it only checks the input and runs. Inference engines (and :mod:`bnn.runtime.executor`)
-keep one object per layer; :func:`bnn.runtime.kernels.binary_conv2d` is the one-shot
+it only checks the input and runs. Inference engines (and :mod:`bnn_runtime.executor`)
+keep one object per layer; :func:`bnn_runtime.kernels.binary_conv2d` is the one-shot
 form. Without the compiled library the layers run the NumPy reference.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bnn.runtime import _library, dispatch, reference
+from bnn_runtime import _library, dispatch, reference
 
 OUTPUTS = ("float", "packed")
 
@@ -51,7 +51,7 @@ class BinaryConv2d:
 
     Args:
         weights_packed: uint64 [O, KH, KW, ceil(in_channels/groups/64)] (see
-            :func:`bnn.runtime.kernels.pack_weights`).
+            :func:`bnn_runtime.kernels.pack_weights`).
         in_channels: C, the number of input channels.
         kernel_size: (KH, KW) or an int; checked against the weights when given.
         stride, padding: int or (height, width) pair.
@@ -142,18 +142,26 @@ class BinaryConv2d:
         self._handle: int | None = None
         lib = _library.load()
         if lib is not None:
-            spec = _library.ConvSpec(
-                c, o, kh, kw, *self.stride, *self.padding, groups, pad_value,
-                _ptr(self.weights), _ptr(self.scale), _ptr(self.bias),
-                _ptr(self.input_threshold), _ptr(self.next_threshold),
-                _ptr(self.slope), _ptr(self.shift_in), _ptr(self.shift_out),
-            )  # fmt: skip
+            spec = self._spec()
             status = ctypes.c_int(0)
             handle = lib.bnn_conv2d_create(ctypes.byref(spec), ctypes.byref(status))
             if not handle:
                 raise _library.creation_error(status.value, "the binary layer")
             self._handle = handle
             weakref.finalize(self, lib.bnn_conv2d_destroy, handle)
+
+    def _spec(self) -> _library.ConvSpec:
+        """This layer as the C library's ``bnn_conv_spec`` (pointing into its arrays)."""
+        transform = _library.OutputTransform(
+            **{name: _ptr(getattr(self, name)) for name, _ in _library.OutputTransform._fields_}
+        )
+        return _library.ConvSpec(
+            c=self.in_channels, o=self.out_channels, kh=self.kernel_size[0],
+            kw=self.kernel_size[1], stride_h=self.stride[0], stride_w=self.stride[1],
+            pad_h=self.padding[0], pad_w=self.padding[1], groups=self.groups,
+            pad_value=self.pad_value, weights=_ptr(self.weights),
+            input_threshold=_ptr(self.input_threshold), transform=transform,
+        )  # fmt: skip
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(Ho, Wo) for an input of height x width."""
@@ -208,7 +216,7 @@ class BinaryLinear:
 
     Args:
         weights_packed: uint64 [O, ceil(in_features/64)] (see
-            :func:`bnn.runtime.kernels.pack_weights`).
+            :func:`bnn_runtime.kernels.pack_weights`).
         in_features: the number of input features.
         scale, bias, input_threshold, output, next_threshold, threads: as in
             :class:`BinaryConv2d`.

@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from bnn.runtime import validate
-from bnn.runtime.errors import RuntimeFormatError
-from bnn.runtime.graph import Graph
+from bnn_runtime import validate
+from bnn_runtime.errors import RuntimeFormatError
+from bnn_runtime.graph import Graph
 
 MAGIC = b"BNNPACK\x00"
 FORMAT_NAME = "bnnpack"
@@ -295,7 +295,7 @@ Entry = tuple[str, tuple[int, ...], int, int]
 
 def _entry(path: Path, name: str, entry: Any) -> Entry:
     """The header entry of tensor ``name``, every field of exactly its type and within
-    the limits of :mod:`bnn.runtime.validate`."""
+    the limits of :mod:`bnn_runtime.validate`."""
     where = f"{path}: tensor {name!r}"
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "offset", "nbytes"}:
         raise RuntimeFormatError(

@@ -4,7 +4,7 @@ This is the Python API over the compiled C library (loaded with ctypes; NumPy is
 only dependency). :func:`binary_conv2d` and :func:`binary_linear` are one-shot calls;
 :class:`BinaryConv2d` and :class:`BinaryLinear` prepare a layer's weights once for
 repeated calls (what an inference engine wants). When the library is not built, every
-function falls back to the NumPy reference in :mod:`bnn.runtime.reference` with a
+function falls back to the NumPy reference in :mod:`bnn_runtime.reference` with a
 warning.
 
 Data layout
@@ -32,10 +32,12 @@ error if the CPU lacks it. Threads: the ``threads`` argument, else
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from bnn.runtime import _library, reference
-from bnn.runtime.dispatch import (
+from bnn_runtime import _library, reference
+from bnn_runtime.dispatch import (
     ENV_ISA,
     ENV_THREADS,
     REFERENCE_ISA,
@@ -44,7 +46,7 @@ from bnn.runtime.dispatch import (
     isa,
     threads_arg,
 )
-from bnn.runtime.layers import BinaryConv2d, BinaryLinear, IntPair
+from bnn_runtime.layers import BinaryConv2d, BinaryLinear
 
 __all__ = [
     "ENV_ISA",
@@ -116,90 +118,33 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     raise ValueError(f"weights must be [O, Cin/groups, KH, KW] or [O, Cin], got {w.shape}")
 
 
-def binary_conv2d(
-    x: np.ndarray,
-    weights_packed: np.ndarray,
-    *,
-    in_channels: int,
-    kernel_size: IntPair | None = None,
-    stride: IntPair = 1,
-    padding: IntPair = 0,
-    pad_value: int = 0,
-    groups: int = 1,
-    scale: np.ndarray | None = None,
-    bias: np.ndarray | None = None,
-    input_threshold: np.ndarray | None = None,
-    output: str = "float",
-    next_threshold: np.ndarray | None = None,
-    threads: int | None = None,
-) -> np.ndarray:
-    """Binary 2-D convolution with the output transform fused (one-shot form of
-    :class:`BinaryConv2d`, which prepares the weights once for repeated calls).
+def binary_conv2d(x: np.ndarray, weights_packed: np.ndarray, **options: Any) -> np.ndarray:
+    """Binary 2-D convolution with the output transform fused: the one-shot form of
+    :class:`BinaryConv2d`, which prepares the weights once for repeated calls.
 
-    Args:
-        x: float NHWC [N, H, W, in_channels] (binarized inside: ``x + input_threshold
-            >= 0``), or packed uint64 [N, H, W, ceil(in_channels/64)].
-        weights_packed: uint64 [O, KH, KW, ceil(in_channels/groups/64)] from
-            :func:`pack_weights`.
-        in_channels: C, the number of input channels.
-        kernel_size: (KH, KW) or an int; checked against the weights when given.
-        stride, padding: int or (height, width) pair.
-        pad_value: 0 (zero padding: border taps contribute nothing), 1 or -1 (the
-            binarized input is padded with that sign).
-        groups: C and O must both be divisible by it (``groups == C`` is depthwise).
-        scale, bias: float32 [O] (default 1 and 0): ``y = scale * dot + bias``.
-        input_threshold: float32 [C] added before binarizing a float input (None: 0);
-            not allowed with a packed input.
-        output: ``"float"`` for float32 NHWC [N, Ho, Wo, O], ``"packed"`` for uint64
-            [N, Ho, Wo, ceil(O/64)] with bit ``y + next_threshold >= 0``.
-        next_threshold: float32 [O] or None (0); packed output only.
-        threads: worker threads (None: ``BNN_RUNTIME_THREADS`` / ``OMP_NUM_THREADS`` /
-            all cores).
-
-    Returns:
-        The float or packed output described above.
+    ``x`` is float NHWC [N, H, W, in_channels] (binarized inside: ``x + input_threshold
+    >= 0``) or packed uint64 [N, H, W, ceil(in_channels/64)]; ``weights_packed`` and the
+    keyword ``options`` (``in_channels``, ``stride``, ``padding``, ``scale``, ``output``,
+    ...) are those of :class:`BinaryConv2d`, except that ``input_threshold`` is refused
+    with a packed input. Returns the layer's float or packed output.
     """
-    if input_threshold is not None and getattr(x, "dtype", None) == np.uint64:
-        raise ValueError("input_threshold applies to a float input only")
-    layer = BinaryConv2d(
-        weights_packed, in_channels=in_channels, kernel_size=kernel_size, stride=stride,
-        padding=padding, pad_value=pad_value, groups=groups, scale=scale, bias=bias,
-        input_threshold=input_threshold, output=output, next_threshold=next_threshold,
-        threads=threads,
-    )  # fmt: skip
-    return layer(x)
+    _refuse_threshold_of_packed(x, options)
+    return BinaryConv2d(weights_packed, **options)(x)
 
 
-def binary_linear(
-    x: np.ndarray,
-    weights_packed: np.ndarray,
-    *,
-    in_features: int,
-    scale: np.ndarray | None = None,
-    bias: np.ndarray | None = None,
-    input_threshold: np.ndarray | None = None,
-    output: str = "float",
-    next_threshold: np.ndarray | None = None,
-    threads: int | None = None,
-) -> np.ndarray:
-    """Binary fully connected layer with the output transform fused (one-shot form of
-    :class:`BinaryLinear`).
+def binary_linear(x: np.ndarray, weights_packed: np.ndarray, **options: Any) -> np.ndarray:
+    """Binary fully connected layer with the output transform fused: the one-shot form of
+    :class:`BinaryLinear`.
 
-    Args:
-        x: float [N, in_features] (binarized inside with ``input_threshold``) or packed
-            uint64 [N, ceil(in_features/64)].
-        weights_packed: uint64 [O, ceil(in_features/64)] from :func:`pack_weights`.
-        in_features, scale, bias, input_threshold, output, next_threshold, threads: as
-            in :func:`binary_conv2d`.
-
-    Returns:
-        float32 [N, O], or packed uint64 [N, ceil(O/64)].
+    ``x`` is float [N, in_features] or packed uint64 [N, ceil(in_features/64)];
+    ``weights_packed`` and the keyword ``options`` are those of :class:`BinaryLinear`,
+    except that ``input_threshold`` is refused with a packed input. Returns float32
+    [N, O], or packed uint64 [N, ceil(O/64)].
     """
-    if input_threshold is not None and getattr(x, "dtype", None) == np.uint64:
+    _refuse_threshold_of_packed(x, options)
+    return BinaryLinear(weights_packed, **options)(x)
+
+
+def _refuse_threshold_of_packed(x: np.ndarray, options: dict[str, Any]) -> None:
+    if options.get("input_threshold") is not None and getattr(x, "dtype", None) == np.uint64:
         raise ValueError("input_threshold applies to a float input only")
-    layer = BinaryLinear(
-        weights_packed, in_features=in_features, scale=scale, bias=bias,
-        input_threshold=input_threshold, output=output, next_threshold=next_threshold,
-        threads=threads,
-    )  # fmt: skip
-    return layer(x)

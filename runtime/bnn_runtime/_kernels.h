@@ -1,4 +1,6 @@
-/* Declarations shared by the binary-kernel sources.
+/* Declarations shared by the library's sources, beside its public interface
+ * (include/bnn_runtime.h: the exported functions, the structs they take, the ISA and
+ * status codes, the ABI version).
  *
  * Data layout (see docs/runtime-kernels.md):
  *   packed activations  uint64 [N, H, W, ceil(C/64)], bit i of word k = channel 64k+i,
@@ -18,11 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(_WIN32)
-#define BNN_API __declspec(dllexport)
-#else
-#define BNN_API __attribute__((visibility("default")))
-#endif
+#include "include/bnn_runtime.h"
 
 /* Output channels per weight block: one 512-bit vector of 64-bit words. */
 #define BNN_BLOCK 8
@@ -35,10 +33,6 @@
 /* Blocks a chunk needs for the AVX2 nibble path, which always computes a whole chunk
  * (measured: 48 of 64 lanes are break-even with the word path). */
 #define BNN_NIB_MIN_BLOCKS 7
-
-enum { BNN_ISA_PORTABLE = 0, BNN_ISA_AVX2 = 1, BNN_ISA_AVX512 = 2, BNN_ISA_COUNT = 3 };
-/* Status codes of the exported functions (mirrored by ERRORS in _library.py). */
-enum { BNN_OK = 0, BNN_EINVAL = -1, BNN_EISA = -2, BNN_ENOMEM = -3, BNN_ESIZE = -4 };
 
 /* ---- checked sizes -----------------------------------------------------------------
  *
@@ -176,7 +170,6 @@ void bnn_pack_avx512(const float *x, int64_t x_stride, const float *thr, int64_t
 #endif
 
 /* Dispatch (_kernels.c). */
-BNN_API int bnn_isa_supported(int isa);
 bnn_tile_fn bnn_tile_kernel(int isa);
 bnn_pack_fn bnn_pack_kernel(int isa);
 bnn_ones_fn bnn_ones_kernel(void);
@@ -186,7 +179,6 @@ void *bnn_alloc64(size_t bytes);
  * bnn_parallel returns when all of them have finished (nt <= 1: on the caller alone). */
 typedef void (*bnn_task_fn)(void *ctx, int tid, int nt);
 void bnn_parallel(int nt, bnn_task_fn fn, void *ctx);
-BNN_API int bnn_default_threads(void);
 /* Threads for a call: the request (or the default), but no more than there are work
  * items and no more than the amount of work (in word operations) pays for. */
 int bnn_team_size(int64_t requested, int64_t work_items, int64_t work);

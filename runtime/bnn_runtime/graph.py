@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bnn.runtime.errors import RuntimeFormatError
+from bnn_runtime.errors import RuntimeFormatError
 
 
 @dataclass(frozen=True)

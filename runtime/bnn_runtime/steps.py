@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bnn.runtime import _library, float_ops
-from bnn.runtime.errors import RuntimeInputError
+from bnn_runtime import _library, float_ops
+from bnn_runtime.errors import RuntimeInputError
 
 Floats = Callable[[str], "np.ndarray | None"]
 #: NCHW axis -> NHWC axis, for slicing and padding 4-D values.

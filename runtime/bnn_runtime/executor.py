@@ -3,15 +3,15 @@ PyTorch: :func:`load` reads and checks the file, plans each node once, and the
 returned :class:`Network` maps NCHW float32 arrays to outputs.
 
 Planning converts what the file stores into what each step computes with: binary
-weights into prepared kernel layers (:mod:`bnn.runtime.layers`), float convolution
-weights into im2col matrices (:mod:`bnn.runtime.steps`), float16 tensors into float32.
+weights into prepared kernel layers (:mod:`bnn_runtime.layers`), float convolution
+weights into im2col matrices (:mod:`bnn_runtime.steps`), float16 tensors into float32.
 Where a binary layer's only consumer is another binary layer, the first one emits
 packed bits (thresholded with the second one's input threshold) and the second one
 reads them, so the float activation between them is never materialised; and a
 shortcut addition and PReLU after a binary convolution run inside it
-(:mod:`bnn.runtime.fusion`). While a network runs, OpenBLAS stays on one thread
-(:mod:`bnn.runtime.blas`); large float operations are split across threads by
-:mod:`bnn.runtime.parallel` instead.
+(:mod:`bnn_runtime.fusion`). While a network runs, OpenBLAS stays on one thread
+(:mod:`bnn_runtime.blas`); large float operations are split across threads by
+:mod:`bnn_runtime.parallel` instead.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from bnn.runtime import blas, float_ops, fusion, kernels, layers, reference, validate
-from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
-from bnn.runtime.format import BitTensor, Pack, read
-from bnn.runtime.graph import OPS, Graph, Node
-from bnn.runtime.steps import PLANNERS, Step
+from bnn_runtime import blas, float_ops, fusion, kernels, layers, reference, validate
+from bnn_runtime.errors import RuntimeFormatError, RuntimeInputError
+from bnn_runtime.format import BitTensor, Pack, read
+from bnn_runtime.graph import OPS, Graph, Node
+from bnn_runtime.steps import PLANNERS, Step
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ class Network:
 
 
 #: Tensor roles that are not per-channel vectors (their shapes are checked whole by
-#: :mod:`bnn.runtime.validate`).
+#: :mod:`bnn_runtime.validate`).
 _MATRICES = frozenset({"weight", "rows", "cols"})
 
 
@@ -278,7 +278,7 @@ def load(path: str | Path, threads: int | None = None) -> Network:
     """Read, check and plan the network in ``path``; ``threads`` is the thread count of
     the binary kernels and of large float operations (``None``: the kernels' default,
     ``BNN_RUNTIME_THREADS``, ``OMP_NUM_THREADS`` or all cores). A damaged or foreign
-    file raises :class:`~bnn.runtime.errors.RuntimeFormatError`."""
+    file raises :class:`~bnn_runtime.errors.RuntimeFormatError`."""
     return Network(read(path), threads=threads)
 
 

@@ -5,7 +5,7 @@ A binary ResNet block ends with ``conv -> (batch norm, folded) -> + shortcut -> 
 read and write the whole activation once more, in NumPy, after the kernel has already
 written it; folded into the kernel they are applied to each output tile while it is
 still in cache. This module finds such chains in a graph; the executor then plans the
-convolution with the residual and activation (``bnn.runtime.layers.BinaryConv2d``'s
+convolution with the residual and activation (``bnn_runtime.layers.BinaryConv2d``'s
 ``residual``, ``slope``, ``shift_in`` and ``shift_out``) and the absorbed nodes pass
 their input through. The results are bit for bit those of the separate steps.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bnn.runtime.graph import Graph, Node
+from bnn_runtime.graph import Graph, Node
 
 ACTIVATIONS = ("prelu", "rprelu")
 

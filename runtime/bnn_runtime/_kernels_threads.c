@@ -182,10 +182,8 @@ bnn_cursor *bnn_cursors(int nt)
     return c;
 }
 
-/* A caller's function run by every member of a team (tid, nt): how Python code (NumPy
- * work that releases the GIL) shares the same threads as the kernels. */
-typedef void (*bnn_callback)(int64_t tid, int64_t nt);
-
+/* bnn_callback: how Python code (NumPy work that releases the GIL) shares the same
+ * threads as the kernels. */
 typedef struct {
     bnn_callback cb;
 } callback_job;

@@ -76,11 +76,17 @@ static int pool_axis(int64_t size, int64_t out, int64_t kernel, int64_t stride, 
  * least one input. divisor > 0 replaces the window size of an average (0: none).
  * include_pad (0 or 1): count_include_pad. isa: the kernel path (BNN_ISA_*); AVX2 and
  * AVX-512 use the 8-float loops, portable the 4-float ones. */
-BNN_API int bnn_pool2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c, float *y,
-                       int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                       int64_t ph, int64_t pw, int64_t average, int64_t include_pad,
-                       int64_t divisor, int64_t isa, int64_t threads)
+BNN_API int bnn_pool2d(const bnn_pool_spec *spec, const float *x, float *y, int64_t isa,
+                       int64_t threads)
 {
+    if (!spec || spec->window.dilation_h != 1 || spec->window.dilation_w != 1)
+        return BNN_EINVAL;
+    const bnn_window *g = &spec->window;
+    const int64_t n = g->n, h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
+    const int64_t kh = g->kh, kw = g->kw, sh = g->stride_h, sw = g->stride_w;
+    const int64_t ph = g->pad_h, pw = g->pad_w;
+    const int64_t average = spec->average, include_pad = spec->include_pad;
+    const int64_t divisor = spec->divisor;
     if (!x || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || oh <= 0 || ow <= 0 || kh <= 0 ||
         kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || (average != 0 && average != 1) ||
         (include_pad != 0 && include_pad != 1) || divisor < 0)
@@ -382,12 +388,15 @@ static int conv_axis(int64_t size, int64_t out, int64_t kernel, int64_t stride, 
  * ([ceil(o / 16)][kh * kw * c][16]; bias [o] or NULL), where oh = (h + 2 ph - (kh - 1) dh
  * - 1) / sh + 1 and ow likewise; y does not overlap x. BNN_EISA on a CPU without AVX2 and
  * FMA, or for the portable path (isa). */
-BNN_API int bnn_float_conv2d(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
-                             const float *panels, const float *bias, int64_t o, float *y,
-                             int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
-                             int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                             int64_t isa, int64_t threads)
+BNN_API int bnn_float_conv2d(const bnn_window *g, const float *x, const float *panels,
+                             const float *bias, int64_t o, float *y, int64_t isa,
+                             int64_t threads)
 {
+    if (!g)
+        return BNN_EINVAL;
+    const int64_t n = g->n, h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
+    const int64_t kh = g->kh, kw = g->kw, sh = g->stride_h, sw = g->stride_w;
+    const int64_t ph = g->pad_h, pw = g->pad_w, dh = g->dilation_h, dw = g->dilation_w;
     if (!x || !panels || !y || n <= 0 || h <= 0 || w <= 0 || c <= 0 || o <= 0 || oh <= 0 ||
         ow <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || dh <= 0 ||
         dw <= 0)

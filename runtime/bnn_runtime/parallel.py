@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bnn.runtime import _library
+from bnn_runtime import _library
 
 
 def bands(count: int, parts: int) -> list[tuple[int, int]]:

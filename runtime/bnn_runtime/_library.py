@@ -2,7 +2,9 @@
 
 The library is a plain shared object built by the package's ``setup.py`` from
 ``_kernels*.c``; it exports C functions only (no Python C-API), so it is loaded with
-:mod:`ctypes` and needs nothing but NumPy on the Python side.
+:mod:`ctypes` and needs nothing but NumPy on the Python side. Its interface is the public
+header ``include/bnn_runtime.h``; this module mirrors it (constants, structs, function
+signatures) and loads a library only if it reports the same ABI version.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import warnings
 from pathlib import Path
 
 LIBRARY_STEM = "_libkernels"
+
+#: ``BNN_ABI_VERSION`` of the header this module mirrors; a library reporting another
+#: version (or none) is not used.
+ABI_VERSION = 1
 
 # The ISA paths in the order of the C enum (BNN_ISA_PORTABLE = 0, ...).
 ISAS: tuple[str, ...] = ("portable", "avx2", "avx512")
@@ -42,29 +48,45 @@ _PTR = ctypes.c_void_p
 CALLBACK = ctypes.CFUNCTYPE(None, _I64, _I64)
 
 
+def _int64s(names: str) -> list[tuple[str, type]]:
+    return [(name, _I64) for name in names.split()]
+
+
+def _pointers(names: str) -> list[tuple[str, type]]:
+    return [(name, _PTR) for name in names.split()]
+
+
+# The structs of include/bnn_runtime.h, field by field in the same order (a test compares
+# their layouts with the C compiler's).
+
+
+class OutputTransform(ctypes.Structure):
+    """``bnn_output_transform``: a binary layer's per-channel transform (float32 [O] each,
+    NULL for the optional ones)."""
+
+    _fields_ = _pointers("scale bias next_threshold slope shift_in shift_out")
+
+
 class ConvSpec(ctypes.Structure):
-    """Mirror of ``bnn_conv_spec`` in ``_kernels_conv.c`` (same fields, same order)."""
+    """``bnn_conv_spec``: a binary convolution layer for ``bnn_conv2d_create``."""
 
     _fields_ = [
-        ("c", _I64),
-        ("o", _I64),
-        ("kh", _I64),
-        ("kw", _I64),
-        ("stride_h", _I64),
-        ("stride_w", _I64),
-        ("pad_h", _I64),
-        ("pad_w", _I64),
-        ("groups", _I64),
-        ("pad_value", _I64),
-        ("weights", _PTR),
-        ("scale", _PTR),
-        ("bias", _PTR),
-        ("input_threshold", _PTR),
-        ("next_threshold", _PTR),
-        ("slope", _PTR),
-        ("shift_in", _PTR),
-        ("shift_out", _PTR),
+        *_int64s("c o kh kw stride_h stride_w pad_h pad_w groups pad_value"),
+        *_pointers("weights input_threshold"),
+        ("transform", OutputTransform),
     ]
+
+
+class Window(ctypes.Structure):
+    """``bnn_window``: the geometry of a pooling or float convolution (NHWC)."""
+
+    _fields_ = _int64s("n h w c oh ow kh kw stride_h stride_w pad_h pad_w dilation_h dilation_w")
+
+
+class PoolSpec(ctypes.Structure):
+    """``bnn_pool_spec``: a max or average pooling for ``bnn_pool2d``."""
+
+    _fields_ = [("window", Window), *_int64s("average include_pad divisor")]
 
 
 def library_path() -> Path | None:
@@ -78,6 +100,8 @@ def library_path() -> Path | None:
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    lib.bnn_abi_version.argtypes = []
+    lib.bnn_abi_version.restype = ctypes.c_int
     lib.bnn_isa_supported.argtypes = [ctypes.c_int]
     lib.bnn_isa_supported.restype = ctypes.c_int
     lib.bnn_best_isa.argtypes = []
@@ -94,9 +118,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # layer, x, x_packed, n, h, w, y, y_packed, residual, isa, threads
     lib.bnn_conv2d_run.argtypes = [_PTR, _PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64]
     lib.bnn_conv2d_run.restype = ctypes.c_int
-    # x, n, h, w, c, y, oh, ow, kh, kw, sh, sw, ph, pw, average, include_pad, divisor, isa,
-    # threads
-    lib.bnn_pool2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR] + [_I64] * 13
+    # spec, x, y, isa, threads
+    lib.bnn_pool2d.argtypes = [ctypes.POINTER(PoolSpec), _PTR, _PTR, _I64, _I64]
     lib.bnn_pool2d.restype = ctypes.c_int
     # x, rows, c, shift_in, slope, shift_out, y, threads
     lib.bnn_prelu.argtypes = [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _I64]
@@ -104,13 +127,24 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # x, n, rows, cols, y, threads
     lib.bnn_transpose.argtypes = [_PTR, _I64, _I64, _I64, _PTR, _I64]
     lib.bnn_transpose.restype = ctypes.c_int
-    # x, n, h, w, c, panels, bias, o, y, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, isa, threads
-    lib.bnn_float_conv2d.argtypes = [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _I64, _PTR]
-    lib.bnn_float_conv2d.argtypes += [_I64] * 12
+    # window, x, panels, bias, o, y, isa, threads
+    lib.bnn_float_conv2d.argtypes = [ctypes.POINTER(Window), _PTR, _PTR, _PTR, _I64, _PTR]
+    lib.bnn_float_conv2d.argtypes += [_I64, _I64]
     lib.bnn_float_conv2d.restype = ctypes.c_int
     lib.bnn_parallel_callback.argtypes = [_I64, CALLBACK]
     lib.bnn_parallel_callback.restype = None
     return lib
+
+
+def _abi_version(lib: ctypes.CDLL) -> int | None:
+    """The library's ``bnn_abi_version()``, or None for one built before the interface had
+    a version."""
+    try:
+        function = lib.bnn_abi_version
+    except AttributeError:
+        return None
+    function.argtypes, function.restype = [], ctypes.c_int
+    return int(function())
 
 
 @functools.cache
@@ -121,13 +155,21 @@ def load() -> ctypes.CDLL | None:
     reason = "it was not built"
     if path is not None:
         try:
-            return _declare(ctypes.CDLL(str(path)))
+            lib = ctypes.CDLL(str(path))
+            version = _abi_version(lib)
+            if version == ABI_VERSION:
+                return _declare(lib)
+            found = "no ABI version" if version is None else f"ABI version {version}"
+            reason = (
+                f"{path} has {found} where this bnn_runtime needs {ABI_VERSION}; it was "
+                "built from other sources"
+            )
         except (OSError, AttributeError) as exc:
             reason = f"loading {path} failed: {exc}"
     warnings.warn(
-        f"bnn.runtime: the compiled binary kernels are unavailable ({reason}); using the "
-        "NumPy reference implementation, which is far slower. Reinstall the package "
-        "(pip install -e .) with a C compiler available to build them.",
+        f"bnn_runtime: the compiled binary kernels are unavailable ({reason}); using the "
+        "NumPy reference implementation, which is far slower. Reinstall bnn-runtime "
+        "(pip install ./runtime from a checkout) with a C compiler available to build them.",
         RuntimeWarning,
         stacklevel=3,
     )
@@ -137,11 +179,11 @@ def load() -> ctypes.CDLL | None:
 def check(status: int, what: str) -> None:
     """Raise for a non-zero C status code."""
     if status != 0:
-        raise RuntimeError(f"bnn.runtime: {what} failed: {ERRORS.get(status, status)}")
+        raise RuntimeError(f"bnn_runtime: {what} failed: {ERRORS.get(status, status)}")
 
 
 def creation_error(status: int, what: str) -> Exception:
     """The exception for a C constructor's failure status: MemoryError when memory ran
     out, ValueError for arguments it refused (invalid, or sizes too large)."""
-    message = f"bnn.runtime: preparing {what} failed: {ERRORS.get(status, status)}"
+    message = f"bnn_runtime: preparing {what} failed: {ERRORS.get(status, status)}"
     return MemoryError(message) if status == ENOMEM else ValueError(message)

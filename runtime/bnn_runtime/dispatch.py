@@ -3,7 +3,7 @@
 ``BNN_RUNTIME_ISA`` forces a path (``avx512``, ``avx2``, ``portable``, or ``numpy`` for
 the NumPy reference); it is an error if the CPU or the build cannot run it. Unset, the
 fastest path the CPU supports is used. The float operations of
-:mod:`bnn.runtime.float_ops` follow it too (``portable``: no AVX2 code; ``numpy``: NumPy
+:mod:`bnn_runtime.float_ops` follow it too (``portable``: no AVX2 code; ``numpy``: NumPy
 only). Threads: a call's ``threads`` argument, else ``BNN_RUNTIME_THREADS``, else
 ``OMP_NUM_THREADS``, else the number of cores.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import os
 
-from bnn.runtime import _library
-from bnn.runtime.errors import UnknownPathError, UnsupportedPathError
+from bnn_runtime import _library
+from bnn_runtime.errors import UnknownPathError, UnsupportedPathError
 
 ENV_ISA = "BNN_RUNTIME_ISA"
 ENV_THREADS = "BNN_RUNTIME_THREADS"
@@ -39,8 +39,8 @@ def isa() -> str:
     """The path the kernels use now: ``BNN_RUNTIME_ISA`` if set, else the fastest one
     the CPU supports, or ``"numpy"`` when the library is not built.
 
-    Raises :class:`~bnn.runtime.errors.UnknownPathError` (a ValueError) for an unknown
-    name and :class:`~bnn.runtime.errors.UnsupportedPathError` (a RuntimeError) for a
+    Raises :class:`~bnn_runtime.errors.UnknownPathError` (a ValueError) for an unknown
+    name and :class:`~bnn_runtime.errors.UnsupportedPathError` (a RuntimeError) for a
     path this CPU (or this build) cannot run; the ``bnn`` command prints either as one
     line and exits with status 2.
     """

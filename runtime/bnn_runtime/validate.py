@@ -38,8 +38,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bnn.runtime.errors import RuntimeFormatError, RuntimeInputError
-from bnn.runtime.graph import OPS, Graph, Node, reference_problem
+from bnn_runtime.errors import RuntimeFormatError, RuntimeInputError
+from bnn_runtime.graph import OPS, Graph, Node, reference_problem
 
 MAX_HEADER_BYTES = 64 << 20
 MAX_NODES = 100_000

@@ -1,6 +1,6 @@
 """NumPy reference implementation of the binary kernels.
 
-Same functions and semantics as the compiled kernels in :mod:`bnn.runtime.kernels`,
+Same functions and semantics as the compiled kernels in :mod:`bnn_runtime.kernels`,
 written for clarity: signs are unpacked to +-1, the convolution is an exact float64
 matrix product over im2col patches (integer sums far below 2**53), and the output
 transform uses the same float32 operations in the same order as the C code
@@ -46,7 +46,7 @@ def signs(x: np.ndarray, threshold: np.ndarray | None) -> np.ndarray:
 
 
 def pack_activations(x: np.ndarray, threshold: np.ndarray | None = None) -> np.ndarray:
-    """Reference of :func:`bnn.runtime.kernels.pack_activations`."""
+    """Reference of :func:`bnn_runtime.kernels.pack_activations`."""
     return pack_bits(signs(x, threshold) > 0)
 
 
@@ -112,7 +112,7 @@ def binary_conv2d(
     output: str,
     next_threshold: np.ndarray | None,
 ) -> np.ndarray:
-    """Reference of :func:`bnn.runtime.kernels.binary_conv2d` (arguments already
+    """Reference of :func:`bnn_runtime.kernels.binary_conv2d` (arguments already
     validated and normalised by it)."""
     packed = x.dtype == np.uint64
     x_sign = unpack_signs(x, in_channels) if packed else signs(x, input_threshold)
