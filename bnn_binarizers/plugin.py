@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bnn_binarizers.bundles import BUNDLES
 from bnn_core import hookimpl
-from bnn_core.hookspecs import RegisterComponent
+from bnn_core.hookspecs import RegisterComponent, RegisterLowering
 
 BINARIZERS = {
     # name: (reference, aliases)
@@ -42,6 +42,24 @@ BINARIZERS = {
     "adabin_weight": ("bnn_binarizers.affine:AdaBinWeight", []),
 }
 
+#: Binarizer class -> its export lowering (bnn_core.lowering's SIGN and WEIGHT_SIGN, or
+#: bnn_binarizers.lowering's). Subclasses (basic_input, fda_weight, irnet_weight) inherit.
+LOWERINGS = {
+    "bnn_binarizers.sign:SteSign": "bnn_core.lowering:SIGN",
+    "bnn_binarizers.sign:ApproxSign": "bnn_core.lowering:SIGN",
+    "bnn_binarizers.sign:SwishSign": "bnn_core.lowering:SIGN",
+    "bnn_binarizers.sign:AdvancedInputBinarizer": "bnn_core.lowering:SIGN",
+    "bnn_binarizers.sign:StochasticInputBinarizer": "bnn_core.lowering:SIGN",
+    "bnn_binarizers.progressive:FourierSign": "bnn_core.lowering:SIGN",
+    "bnn_binarizers.progressive:EdeSign": "bnn_core.lowering:SIGN",
+    "bnn_binarizers.weight:XNORWeightBinarizer": "bnn_core.lowering:WEIGHT_SIGN",
+    "bnn_binarizers.weight:MagnitudeAwareSign": "bnn_core.lowering:WEIGHT_SIGN",
+    "bnn_binarizers.standardised:ReCUWeightBinarizer": "bnn_core.lowering:WEIGHT_SIGN",
+    "bnn_binarizers.learnable:InputBiasBinarizer": "bnn_binarizers.lowering:INPUT_BIAS",
+    "bnn_binarizers.learnable:BasicScaleBinarizer": "bnn_binarizers.lowering:BASIC_SCALE",
+    "bnn_binarizers.scaled:FactorisedScaleBinarizer": "bnn_binarizers.lowering:FACTORISED_SCALE",
+}
+
 
 @hookimpl
 def bnn_register_binarizers(register: RegisterComponent) -> None:
@@ -53,3 +71,9 @@ def bnn_register_binarizers(register: RegisterComponent) -> None:
 def bnn_register_bconfigs(register: RegisterComponent) -> None:
     for name, fields in BUNDLES.items():
         register(name, fields)
+
+
+@hookimpl
+def bnn_register_lowerings(register: RegisterLowering) -> None:
+    for binarizer, lowering in LOWERINGS.items():
+        register(binarizer, lowering)

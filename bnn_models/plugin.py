@@ -9,7 +9,7 @@ which ``bnn summary NAME`` uses.
 from __future__ import annotations
 
 from bnn_core import hookimpl
-from bnn_core.hookspecs import RegisterComponent
+from bnn_core.hookspecs import RegisterComponent, RegisterLowering
 from bnn_models.torchvision_bridge import register_torchvision_models
 
 IMAGENET = (3, 224, 224)
@@ -44,3 +44,11 @@ def bnn_register_blocks(register: RegisterComponent) -> None:
     register("learnable_bias", "bnn_models.blocks:LearnableBias", aliases=["LearnableBias", "move"])
     register("hardtanh", "bnn_models.blocks:HardTanh", aliases=["hard_tanh"])
     register("leaky_hardtanh", "bnn_models.blocks:LeakyHardTanh", aliases=["leaky_tanh"])
+
+
+@hookimpl
+def bnn_register_lowerings(register: RegisterLowering) -> None:
+    register("bnn_models.blocks:RPReLU", "bnn_models.lowering:rprelu")
+    register("bnn_models.blocks:LearnableBias", "bnn_models.lowering:learnable_bias")
+    register("bnn_models.blocks:HardTanh", "bnn_models.lowering:hardtanh")
+    register("bnn_models.blocks:LeakyHardTanh", "bnn_models.lowering:hardtanh")

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from bnn.runtime.format import ALIGNMENT, DIGEST_BYTES, FORMAT_VERSION, MAGIC
+from bnn_runtime.format import ALIGNMENT, DIGEST_BYTES, FORMAT_VERSION, MAGIC
 
 PREAMBLE = struct.Struct("<8sIIQQ")
 

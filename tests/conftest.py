@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bnn.runtime import kernels
 from bnn_core.plugins import reset_plugins
+from bnn_runtime import kernels
 
 #: Every kernel path of the runtime, the NumPy reference included.
 KERNEL_PATHS = ["portable", "avx2", "avx512", "numpy"]

@@ -121,6 +121,7 @@ def test_list_plugins_shows_the_plugin_and_what_it_registered(installed: Install
         "binarizer": ["example_swish_sign"],
         "model": ["example_tiny_cnn"],
         "dataset": ["example_stripes"],
+        "lowering": ["example_swish_sign", "example_shifted_hardtanh"],
     }
     assert listing["conflicts"] == {}
 

@@ -17,14 +17,16 @@ from torch import nn
 from bnn import BConfig, prepare_binary_model
 from bnn.deploy import ExportError, export
 from bnn.deploy.size import check_size
-from bnn.runtime.executor import load
 from bnn_core.binarizer import Binarizer, ValueSet
-from bnn_core.registries import create_model
+from bnn_core.lowering import SIGN, WEIGHT_SIGN
+from bnn_core.registries import create_model, register_lowering
+from bnn_runtime.executor import load
 from tests.packing import assert_agree, randomise
 
 
 class TorchSign(Binarizer):
-    """Declares itself packable but keeps zeros (``torch.sign``): the probe catches it."""
+    """Declares itself packable and registers a sign's lowering, but keeps zeros
+    (``torch.sign``): the probe catches it."""
 
     value_set = ValueSet.BINARY
     bit_width = 1
@@ -35,7 +37,8 @@ class TorchSign(Binarizer):
 
 
 class Ternary(Binarizer):
-    """Declares itself packable but gives three weight values."""
+    """Declares itself packable and registers a weight sign's lowering, but gives three
+    weight values."""
 
     packable = True
 
@@ -243,7 +246,11 @@ def test_trained_lenet_on_the_fashion_mnist_test_split(tmp_path):
     ],
     ids=["scaled_input", "dorefa", "adabin", "sign_of_zero", "undeclared_ternary", "ternary"],
 )
-def test_unsupported_binarizer_is_refused_naming_the_layer(bconfig, fragment, tmp_path):
+def test_unsupported_binarizer_is_refused_naming_the_layer(
+    bconfig, fragment, tmp_path, fresh_plugins
+):
+    register_lowering(TorchSign, SIGN)
+    register_lowering(Ternary, WEIGHT_SIGN)
     model = create_model("lenet5", binarize=bconfig)
     with pytest.raises(ExportError) as error:
         export(model, tmp_path / "x.bnnpack", (1, 28, 28))

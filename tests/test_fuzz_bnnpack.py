@@ -10,7 +10,7 @@ import os
 import shutil
 import textwrap
 
-from bnn.runtime.graph import OPS
+from bnn_runtime.graph import OPS
 from tests.bnnpack_edit import read_parts
 from tests.fuzzing.bnnpack import check_files, child_environment, message_class, run_cases
 from tests.fuzzing.seeds import seed_files
@@ -39,7 +39,7 @@ def test_fast_slice_of_the_fuzzer_finds_no_failure(tmp_path):
 SABOTAGE = """
 import os, signal, time
 import numpy as np
-from bnn.runtime import executor
+from bnn_runtime import executor
 
 _load = executor.load
 _damaged = []

@@ -1,7 +1,7 @@
 """Export binarized PyTorch models for the packed runtime (``.bnnpack``) and as ONNX.
 
 ``export(model, path, input_shape)`` writes the bit-packed file that
-``bnn.runtime.load`` runs without PyTorch; ``export_onnx`` writes the fake-binarized
+``bnn_runtime.load`` runs without PyTorch; ``export_onnx`` writes the fake-binarized
 model (sign and scale operations) as a standard ONNX graph. docs/deploy.md describes
 both, the file format and what folds how.
 """

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnn.runtime.executor import Network
-from bnn.runtime.graph import OPS
 from bnn_core.errors import BnnError, ConfigError
+from bnn_runtime.executor import Network
+from bnn_runtime.graph import OPS
 
 #: Each round times a block of calls of each side lasting at least this long (and at
 #: least this many calls): PyTorch's idle OpenMP threads keep spinning on the cores for
@@ -268,7 +268,7 @@ def compare(
 ) -> BenchResult:
     """Time ``network`` and ``float_model`` on ``x`` (NCHW float32), interleaved, with
     PyTorch on as many threads as the network was loaded with; medians over ``rounds``."""
-    from bnn.runtime import kernels
+    from bnn_runtime import kernels
 
     threads = network.threads or kernels.default_threads()
     previous_threads = torch.get_num_threads()

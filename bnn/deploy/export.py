@@ -1,12 +1,12 @@
 """``export(model, path, input_shape)``: write a binarized model as a ``.bnnpack`` file
-that :func:`bnn.runtime.load` runs without PyTorch.
+that :func:`bnn_runtime.load` runs without PyTorch.
 
 The model is captured with ``torch.fx`` (:mod:`bnn.deploy.capture`), its binary layers
 reduced to 1-bit weights with a per-channel output transform
 (:mod:`bnn.deploy.binarizers`), batch norms and scales folded into them
 (:mod:`bnn.deploy.passes`), and the graph written with the binary weights packed
 1 bit each and every other tensor at the chosen float precision
-(:mod:`bnn.runtime.format`).
+(:mod:`bnn_runtime.format`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from torch import nn
 from bnn.deploy.capture import Captured, capture
 from bnn.deploy.errors import ExportError
 from bnn.deploy.passes import optimise
-from bnn.runtime import format as pack_format
-from bnn.runtime.graph import OPS, Graph
+from bnn_runtime import format as pack_format
+from bnn_runtime.graph import OPS, Graph
 
 FloatDtype = Literal["float32", "float16"]
 FLOAT_DTYPES: dict[str, type] = {"float32": np.float32, "float16": np.float16}

@@ -6,8 +6,9 @@ the float computation it stands for, with standard operators only: its input thr
 ``Where(x + threshold >= 0, 1, -1)`` (``Add``, ``GreaterOrEqual``, ``Where``; not
 ONNX's ``Sign``, which maps 0 to 0), its weights stored as the constants
 ``{-1, +1}``, then ``Conv``/``Gemm`` and a per-channel ``Mul``/``Add`` for the scale and
-bias (:mod:`bnn.deploy.binarizers` derives them, as for the packed file). Everything
-else is exported as PyTorch exports it. Needs the ``onnx`` package (the ``onnx`` extra).
+bias (:mod:`bnn.deploy.binarizers` derives them through the binarizers' registered
+lowerings, as for the packed file). Everything else is exported as PyTorch exports
+it. Needs the ``onnx`` package (the ``onnx`` extra).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from bnn.deploy.binarizers import BinaryFold, conv_padding, fold_binary_layer
 from bnn.deploy.errors import ExportError
 from bnn.deploy.export import example_input
+from bnn.deploy.lowerings import Lowerings
 from bnn_core.layers import BinaryConv2d, is_binary_layer
 
 OPSET = 17
@@ -85,9 +87,10 @@ class SignedLayer(nn.Module):
 def signed_twin(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval mode) whose binary layers are :class:`SignedLayer`."""
     twin = copy.deepcopy(model).eval()
+    lowerings = Lowerings()
     for name, module in list(twin.named_modules()):
         if is_binary_layer(module):
-            replacement = SignedLayer(module, fold_binary_layer(name, module))
+            replacement = SignedLayer(module, fold_binary_layer(name, module, lowerings))
             parent, _, child = name.rpartition(".")
             setattr(twin.get_submodule(parent) if parent else twin, child, replacement)
     return twin

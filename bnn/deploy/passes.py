@@ -6,7 +6,8 @@
   linear layer it folds into the weights and bias (``W g``, ``b g + h``).
 * A non-negative scale a binary layer derives from its weights alone (XNOR-Net's
   mean |W|, Bi-Real's magnitude) moves through a following max or average pooling into
-  the batch norm after it, since ``pool(s * y) = s * pool(y)`` for ``s >= 0``.
+  the per-channel affine node (a batch norm) after it, since
+  ``pool(s * y) = s * pool(y)`` for ``s >= 0``.
 * A hard tanh onto [-1, 1] read only by binary layers is dropped: for a threshold
   ``t`` in [-1, 1), ``clamp(y, -1, 1) + t >= 0`` exactly when ``y + t >= 0``, so the
   signs the next layers take are unchanged. Two binary layers then meet directly and
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnn.deploy.capture import Captured
-from bnn.runtime.graph import OPS, Graph, Node
+from bnn_runtime.graph import OPS, Graph, Node
 
 
 def optimise(captured: Captured) -> None:
@@ -91,7 +92,6 @@ def _fold_affines(captured: Captured) -> None:
         producer.modules += node.modules
         _set_tensor(captured, node, "scale", None)
         _set_tensor(captured, node, "shift", None)
-        captured.batch_norms.discard(node.name)
         _remove(graph, node, producer.name)
         merged = before - _stored(captured, producer)
         if derived:
@@ -141,7 +141,7 @@ def _move_scales_through_pooling(captured: Captured) -> None:
         if pool.op not in ("max_pool2d", "avg_pool2d"):
             continue
         norm = _sole_reader(graph, pool.name)
-        if norm is None or norm.name not in captured.batch_norms:
+        if norm is None or norm.op != "channel_affine":
             continue
         gain = _tensor(captured, norm, "scale")
         if gain is None:

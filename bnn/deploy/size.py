@@ -103,7 +103,7 @@ def check_size(
 
 def _bit_tensor_sizes(result: ExportResult) -> list[int]:
     """The number of signs of each binary layer's weight."""
-    from bnn.runtime.graph import OPS
+    from bnn_runtime.graph import OPS
 
     sizes = []
     for node in result.graph.nodes:

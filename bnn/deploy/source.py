@@ -64,7 +64,7 @@ def load_source(target: str, bconfig: str | None = None) -> Source:
 
 def from_checkpoint(path: Path) -> Source:
     """The trained model of a ``bnn train`` checkpoint."""
-    from bnn.training.runner import checkpoint_recipe
+    from bnn.training.saved_recipe import checkpoint_recipe
 
     recipe, state = checkpoint_recipe(path)
     model = recipe.build_model(binarize=False)
@@ -91,7 +91,7 @@ def from_checkpoint(path: Path) -> Source:
 
 
 def _from_recipe(path: Path) -> Source:
-    from bnn.training.runner import prepare_recipe
+    from bnn.recipe import prepare_recipe
 
     recipe, output = prepare_recipe(path)
     for candidate in (output / "best.pt", output / "last.pt"):

@@ -1,12 +1,12 @@
 """A structure-aware fuzzer of ``.bnnpack`` files: mutated copies of real exported
 networks (:mod:`tests.fuzzing.seeds`, edits in :mod:`tests.fuzzing.mutations`) are
-loaded and run by ``bnn.runtime`` in child processes (:mod:`tests.fuzzing.driver`).
+loaded and run by ``bnn_runtime`` in child processes (:mod:`tests.fuzzing.driver`).
 
 What a case must do. Loading a mutated file either raises
-:class:`~bnn.runtime.errors.RuntimeFormatError` (outcome ``rejected``) or returns a
+:class:`~bnn_runtime.errors.RuntimeFormatError` (outcome ``rejected``) or returns a
 network. An accepted network is run on a random input of its declared shape, and once
 more at another height and width for image inputs; each run may raise
-:class:`~bnn.runtime.errors.RuntimeInputError` (``input-refused``) and otherwise must
+:class:`~bnn_runtime.errors.RuntimeInputError` (``input-refused``) and otherwise must
 
 * give bit-identical outputs on two runs of the same input in one process (values read
   from outside a tensor's memory tend to change between allocations), and
@@ -344,7 +344,7 @@ def run_cases(
     timeout: float = 10.0,
     batch_size: int = 25,
 ) -> FuzzReport:
-    """Fuzz ``bnn.runtime`` with ``count`` mutated files (cases ``0 .. count-1`` of
+    """Fuzz ``bnn_runtime`` with ``count`` mutated files (cases ``0 .. count-1`` of
     ``seed``) in ``workers`` parallel child processes. ``library`` replaces the
     compiled kernel library (a sanitizer build, say); ``env`` adds environment
     variables of the children (``LD_PRELOAD``, ``ASAN_OPTIONS``, ``BNN_RUNTIME_ISA``).

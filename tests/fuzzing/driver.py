@@ -1,7 +1,7 @@
 """The fuzzer's child process: loads and runs a batch of ``.bnnpack`` files and prints
 one result line per file. :mod:`tests.fuzzing.bnnpack` runs this file's source with
 ``python -c SOURCE JOB`` (``JOB``: a JSON file naming the cases), so it imports only the
-standard library, NumPy and ``bnn.runtime``.
+standard library, NumPy and ``bnn_runtime``.
 
 Unless ``BNN_RUNTIME_ISA`` is set for the whole process, each file runs on the kernel
 path its case names (when this CPU has it). Before each file it prints a start line, so
@@ -151,13 +151,13 @@ def main():
     warnings.simplefilter("ignore")
     import numpy as np
 
-    from bnn.runtime import _library
+    from bnn_runtime import _library
 
     if job["library"]:
         library = Path(job["library"])
         _library.library_path = lambda: library
-    from bnn.runtime import dispatch, errors
-    from bnn.runtime.executor import load
+    from bnn_runtime import dispatch, errors
+    from bnn_runtime.executor import load
 
     np.seterr(all="ignore")
     forced = os.environ.get(ISA_VARIABLE)

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from bnn.runtime.format import ALIGNMENT, DIGEST_BYTES
-from bnn.runtime.graph import OPS
+from bnn_runtime.format import ALIGNMENT, DIGEST_BYTES
+from bnn_runtime.graph import OPS
 from tests.bnnpack_edit import PREAMBLE, read_parts, write_parts
 
 #: Tensors whose edited shape would need more bytes than this are not regenerated.

@@ -7,7 +7,7 @@ so listing plugins (``bnn list-plugins``) stays fast and never imports torch.
 from __future__ import annotations
 
 from bnn_core import hookimpl
-from bnn_core.hookspecs import RegisterComponent
+from bnn_core.hookspecs import RegisterComponent, RegisterLowering
 
 
 @hookimpl
@@ -26,3 +26,18 @@ def bnn_register_models(register: RegisterComponent) -> None:
 def bnn_register_datasets(register: RegisterComponent) -> None:
     """Register the generated stripes dataset."""
     register("example_stripes", "bnn_example_plugin.datasets:stripes")
+
+
+@hookimpl
+def bnn_register_lowerings(register: RegisterLowering) -> None:
+    """Register how the binarizer and the model's block export to the packed runtime."""
+    register(
+        "bnn_example_plugin.binarizers:SwishSign",
+        "bnn_core.lowering:SIGN",
+        name="example_swish_sign",
+    )
+    register(
+        "bnn_example_plugin.models:ShiftedHardTanh",
+        "bnn_example_plugin.lowering:shifted_hardtanh",
+        name="example_shifted_hardtanh",
+    )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import bnn_core
+import numpy as np
 import pytest
 import torch
 from bnn_core.testing import CONTRACT_CHECKS, check_binarizer
@@ -29,6 +30,7 @@ def test_plugin_is_discovered_through_its_entry_point() -> None:
         "binarizer": ["example_swish_sign"],
         "model": ["example_tiny_cnn"],
         "dataset": ["example_stripes"],
+        "lowering": ["example_swish_sign", "example_shifted_hardtanh"],
     }
     assert bnn_core.get_binarizer("Example-Swish-Sign") is SwishSign
 
@@ -121,3 +123,39 @@ def test_dataset_labels_match_the_stripe_direction() -> None:
 def test_unknown_dataset_split_is_rejected() -> None:
     with pytest.raises(bnn_core.ConfigError, match="split"):
         bnn_core.create_dataset("example_stripes", split="validation")
+
+
+def test_trained_model_exports_and_the_runtime_agrees_with_torch(tmp_path) -> None:
+    """Train a few steps, export through the plugin's lowerings, run the file in bnn's
+    packed runtime: the logits agree with PyTorch's within 1e-4 x (1 + the largest
+    logit) and the predicted classes are the same."""
+    from bnn.deploy import export
+    from bnn_runtime import load
+
+    torch.manual_seed(0)
+    model = bnn_core.prepare_binary_model(
+        bnn_core.create_model("example_tiny_cnn", width=8),
+        bnn_core.BConfig(
+            activation_pre_process="example_swish_sign", weight_pre_process="example_swish_sign"
+        ),
+        custom_config_layers_name={"_first_": bnn_core.BConfig(), "_last_": bnn_core.BConfig()},
+    )
+    data = stripes(length=64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(4):
+        images, labels = data.images[step * 16 : (step + 1) * 16], data.targets[step * 16 :][:16]
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert model.act2.shift.abs().sum() > 0  # the block's own parameters were trained
+    result = export(model, tmp_path / "tiny.bnnpack", (1, 16, 16))
+    ops = [node.op for node in result.graph.nodes]
+    assert ops.count("binary_conv2d") == 2 and "channel_affine" in ops
+    test = stripes(split="test", length=32)
+    model.eval()
+    with torch.no_grad():
+        expected = model(test.images).numpy()
+    got = load(tmp_path / "tiny.bnnpack")(test.images.numpy())
+    assert np.abs(got - expected).max() <= 1e-4 * (1 + np.abs(expected).max())
+    assert (got.argmax(1) == expected.argmax(1)).all()
