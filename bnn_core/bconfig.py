@@ -29,6 +29,7 @@ from torch import nn
 
 from bnn_core.binarizer import INPUT, OUTPUT, WEIGHT, BinarizerFactory, Identity
 from bnn_core.errors import BnnError, ConfigError
+from bnn_core.plugins import REGISTRIES
 from bnn_core.schema import RegistrySchema
 
 ROLE_OF_SLOT = {
@@ -40,14 +41,12 @@ ROLE_OF_SLOT = {
 
 def to_factory(value: Any, slot: str | None = None) -> BinarizerFactory:
     """Turn any accepted spelling of a binarizer into a :class:`BinarizerFactory`."""
-    from bnn_core.registries import get_binarizer
-
     if value is None:
         factory = BinarizerFactory(Identity)
     elif isinstance(value, BinarizerFactory):
         factory = value
     elif isinstance(value, str):
-        factory = BinarizerFactory(get_binarizer(value))
+        factory = BinarizerFactory(REGISTRIES["binarizer"].get(value))
     elif isinstance(value, Mapping):
         options = dict(value)
         name = options.pop("name", None)
@@ -56,7 +55,7 @@ def to_factory(value: Any, slot: str | None = None) -> BinarizerFactory:
                 "a binarizer mapping needs a 'name' key holding a registered binarizer name, "
                 f"got {dict(value)!r}"
             )
-        factory = BinarizerFactory(get_binarizer(name), options)
+        factory = BinarizerFactory(REGISTRIES["binarizer"].get(name), options)
     elif isinstance(value, functools.partial):
         if value.args:
             raise ValueError(f"pass binarizer options by keyword, not position: {value!r}")
@@ -85,14 +84,12 @@ def to_factory(value: Any, slot: str | None = None) -> BinarizerFactory:
 def resolve_bconfig(value: Any, where: str = "bconfig") -> BConfig:
     """A BConfig from a BConfig, a mapping of its fields, the name of a registered
     binarization method (``"react"``) or ``None`` (full precision)."""
-    from bnn_core.registries import get_bconfig
-
     if isinstance(value, BConfig):
         return value
     if value is None:
         return BConfig()
     if isinstance(value, str):
-        return get_bconfig(value)
+        return registered_bconfig(value)
     if isinstance(value, Mapping):
         try:
             return BConfig.model_validate(dict(value))
@@ -102,6 +99,15 @@ def resolve_bconfig(value: Any, where: str = "bconfig") -> BConfig:
         f"{where}: expected a BConfig, a mapping or a registered method name, "
         f"got {type(value).__name__}"
     )
+
+
+def registered_bconfig(name: str) -> BConfig:
+    """The BConfig registered as ``name`` (a binarization method such as ``react``); a
+    plugin may register a BConfig, a mapping of its fields or a function returning one."""
+    value = REGISTRIES["bconfig"].get(name)
+    if callable(value) and not isinstance(value, BConfig):
+        value = value()
+    return value if isinstance(value, BConfig) else BConfig.model_validate(value)
 
 
 def _bconfig_from_name(value: Any) -> Any:

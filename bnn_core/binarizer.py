@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from bnn_core.errors import BnnError, ConfigError
-from bnn_core.params import validate_params
+from bnn_core.params import params_model, validate_params
+from bnn_core.plugins import REGISTRIES
+from bnn_core.registry import first_paragraph
 
 INPUT, WEIGHT, OUTPUT = "input", "weight", "output"
 ROLES = (INPUT, WEIGHT, OUTPUT)
@@ -160,8 +162,6 @@ class BinarizerFactory:
     @property
     def name(self) -> str | None:
         """The registry name of the target, or ``None`` if it is not registered."""
-        from bnn_core.registries import REGISTRIES
-
         return REGISTRIES["binarizer"].name_of(self.target)
 
     @property
@@ -250,9 +250,6 @@ def describe_binarizer(name: str, target: Callable[..., Any]) -> BinarizerInfo:
     """Collect what ``target`` declares; learnable parameters are found by building one
     on a small probe layer (a 3x3 convolution, else a linear layer). Required options
     without defaults leave them unknown (reported as empty)."""
-    from bnn_core.params import params_model
-    from bnn_core.registry import first_paragraph
-
     learnable: tuple[str, ...] = ()
     for probe in (nn.Conv2d(4, 8, 3), nn.Linear(4, 8)):
         try:

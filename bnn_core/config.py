@@ -1,5 +1,9 @@
 """Config-file schemas shared by every command: components named in a registry, the
-binarization section, YAML loading, and readable validation errors."""
+binarization section, YAML loading, and readable validation errors.
+
+These objects describe; the conversion engine acts on them (``BinarizeSpec.apply`` and
+``.plan`` are shorthands for :func:`bnn_core.engine.binarize_with` and
+:func:`~bnn_core.engine.plan_with`)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bnn_core.bconfig import BConfigLike
+from bnn_core.engine import LayerPlan, binarize_with, plan_with
 from bnn_core.errors import BnnError, ConfigError
+from bnn_core.params import validate_params
+from bnn_core.plugins import REGISTRIES, load_plugins
 from bnn_core.recommend import recommended_binarization as recommended_binarization
 from bnn_core.safe_yaml import load_text
 from bnn_core.schema import registry_json_schema
@@ -38,9 +45,6 @@ class ComponentSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_options(self) -> ComponentSpec:
-        from bnn_core.params import validate_params
-        from bnn_core.registries import REGISTRIES
-
         try:
             target = REGISTRIES[self.kind].get(self.name)
             options = {k: v for k, v in self.options.items() if k not in self.reserved}
@@ -60,15 +64,10 @@ class ComponentSpec(BaseModel):
 
     def builder(self) -> Any:
         """The registered builder (class or function) this spec names."""
-        from bnn_core.registries import REGISTRIES
-
         return REGISTRIES[self.kind].get(self.name)
 
     def build(self, **overrides: Any) -> Any:
         """Call the registered builder with the options (and ``overrides``)."""
-        from bnn_core.params import validate_params
-        from bnn_core.registries import REGISTRIES
-
         target = REGISTRIES[self.kind].get(self.name)
         given = {k: v for k, v in self.options.items() if k not in self.reserved}
         options = validate_params(target, {**given, **overrides}, f"{self.kind} {self.name!r}")
@@ -126,20 +125,12 @@ class BinarizeSpec(BaseModel):
         return BinarizeSpec(**values)
 
     def apply(self, model: Any, inplace: bool = False) -> Any:
-        """Binarize ``model`` as this section says."""
-        from bnn_core.engine import prepare_binary_model
+        """Shorthand for :func:`bnn_core.engine.binarize_with` ``(model, self, inplace)``."""
+        return binarize_with(model, self, inplace)
 
-        return prepare_binary_model(
-            model, self.bconfig, self.custom_config_layers_name, self.ignore_layers_name, inplace
-        )
-
-    def plan(self, model: Any) -> Any:
-        """The per-layer plan (see :func:`bnn_core.engine.plan_binarization`)."""
-        from bnn_core.engine import plan_binarization
-
-        return plan_binarization(
-            model, self.bconfig, self.custom_config_layers_name, self.ignore_layers_name
-        )
+    def plan(self, model: Any) -> list[LayerPlan]:
+        """Shorthand for :func:`bnn_core.engine.plan_with` ``(model, self)``."""
+        return plan_with(model, self)
 
 
 def declared_binarization(builder: Any) -> BinarizeSpec | None:
@@ -229,8 +220,6 @@ def format_errors(exc: ValidationError, source: str) -> str:
 
 def validate_model(schema: type[BaseModel], data: dict[str, Any], source: str) -> Any:
     """Validate ``data`` against ``schema``, raising a ConfigError that lists every problem."""
-    from bnn_core.plugins import load_plugins
-
     load_plugins()  # a plugin failure (strict mode) is reported as such, not as a field error
     try:
         return schema.model_validate(data)

@@ -25,18 +25,27 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
 from bnn_core.bconfig import BConfig, resolve_bconfig
 from bnn_core.errors import ConfigError, LayerMatchError
-from bnn_core.layers import SLOTS, is_binary_layer
-from bnn_core.registries import layer_map
+from bnn_core.layers import SLOTS, is_binary_layer, layer_map
+from bnn_core.plugins import REGISTRIES
 
 SPECIAL_NAMES = ("_first_", "_last_")
 
 LayerRules = Mapping[str, Any] | Iterable[tuple[str, Any]] | None
+
+
+class Binarization(Protocol):
+    """The arguments of :func:`prepare_binary_model` held together, as a config file's
+    ``binarize`` section describes them (:class:`bnn_core.config.BinarizeSpec`)."""
+
+    bconfig: Any
+    custom_config_layers_name: Any
+    ignore_layers_name: Any
 
 
 @dataclass
@@ -275,6 +284,20 @@ def prepare_binary_model(
     return _apply(model, plans, mapping)
 
 
+def binarize_with(model: nn.Module, spec: Binarization, inplace: bool = False) -> nn.Module:
+    """Binarize ``model`` as a config's binarization section (``spec``) says."""
+    return prepare_binary_model(
+        model, spec.bconfig, spec.custom_config_layers_name, spec.ignore_layers_name, inplace
+    )
+
+
+def plan_with(model: nn.Module, spec: Binarization) -> list[LayerPlan]:
+    """The per-layer plan of :func:`binarize_with`, without changing ``model``."""
+    return plan_binarization(
+        model, spec.bconfig, spec.custom_config_layers_name, spec.ignore_layers_name
+    )
+
+
 def convert(
     model: nn.Module,
     inplace: bool = False,
@@ -338,8 +361,6 @@ def explain(
 
 
 def _describe_module(module: nn.Module) -> str:
-    from bnn_core.registries import REGISTRIES
-
     return REGISTRIES["binarizer"].name_of(type(module)) or type(module).__qualname__
 
 

@@ -9,7 +9,7 @@ seed library, ``activation_pre_process``, ``weight_pre_process`` and
 
 A plugin adds a layer type by subclassing :class:`BinaryLayerMixin` together with the
 float class, implementing :meth:`BinaryLayerMixin.binary_forward`, and registering the
-pair through the ``bnn_register_layers`` hook.
+pair through the ``bnn_register_layers`` hook; :func:`layer_map` is the resulting swap map.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnn_core.binarizer import forward_takes_two
+from bnn_core.plugins import REGISTRIES
 
 if TYPE_CHECKING:
     from bnn_core.bconfig import BConfig
@@ -236,3 +237,14 @@ class BinaryConvTranspose3d(_BinaryConvTransposeNd, nn.ConvTranspose3d):
 def is_binary_layer(module: nn.Module) -> bool:
     """Whether ``module`` is a binary layer (of any registered type)."""
     return isinstance(module, BinaryLayerMixin)
+
+
+def layer_map() -> dict[type, type]:
+    """The module-swap map of the registered layers, ``{float class: binary class}``,
+    binary classes mapping to themselves so that an already binarized model can be
+    prepared again. Two plugins claiming the same float layer type is an error naming both."""
+    mapping: dict[type, type] = {}
+    for float_layer, binary in REGISTRIES["layer"].type_map("float_layer").items():
+        mapping[float_layer] = binary
+        mapping[binary] = binary
+    return mapping

@@ -1,7 +1,11 @@
-"""Plugin discovery: entry points in ``bnn_core.plugins`` loaded lazily, once, through pluggy.
+"""The registries of every kind, and plugin discovery that fills them: entry points in
+``bnn_core.plugins`` loaded lazily (on the first lookup of any registry), once, through
+pluggy.
 
 A plugin that fails to import or to register is recorded as broken with its error and
-the others still load (``BNN_STRICT_PLUGINS=1`` makes that fatal). Environment switches:
+the others still load; the first command that uses the registries then prints one
+warning line on stderr naming it (``BNN_STRICT_PLUGINS=1`` makes it fatal instead).
+Environment switches:
 
 * ``BNN_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry point except those in ``BNN_PLUGINS``;
 * ``BNN_PLUGINS=a,b``: load only these entry points;
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -24,10 +29,9 @@ from typing import Any
 
 import pluggy
 
-from bnn_core import hookspecs
+from bnn_core import builtin, hookspecs
 from bnn_core.errors import PluginError
-from bnn_core.registries import REGISTRIES, mark_ready
-from bnn_core.registry import Entry, normalize_name, qualified_name, snake_case
+from bnn_core.registry import Entry, Registry, normalize_name, qualified_name, snake_case
 
 CORE_DISTRIBUTION = "bnn-core"
 CORE_PLUGIN = "bnn_core"
@@ -45,6 +49,8 @@ HOOKS = {
     "metric": "bnn_register_metrics",
     "callback": "bnn_register_callbacks",
 }
+#: The kinds of component, one registry and one hook each.
+KINDS = tuple(HOOKS)
 
 
 @dataclass
@@ -103,40 +109,68 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def plugin_infos() -> list[PluginInfo]:
-    """Every plugin seen (loaded, broken or disabled), built-ins first."""
-    load_plugins()
+    """Every plugin seen (loaded, broken or disabled), built-ins first. Loading plugins for
+    this listing prints no warning: the listing shows the broken ones itself."""
+    load_plugins(warn=False)
     return sorted(_STATE.infos.values(), key=lambda i: (not i.builtin, i.name))
 
 
-def load_plugins(strict: bool | None = None) -> None:
-    """Discover and register plugins once per process (later calls do nothing)."""
+def load_plugins(strict: bool | None = None, *, warn: bool = True) -> None:
+    """Discover and register plugins once per process (later loads do nothing).
+
+    Broken plugins and names claimed twice raise :class:`PluginError` in strict mode;
+    otherwise, with ``warn``, they are reported by one line on stderr, once per process
+    (``bnn list-plugins``, which shows them in full, loads with ``warn=False``)."""
     with _STATE.lock:
         if _STATE.loaded:
             return
         _STATE.loaded = True
-        mark_ready()
+        for registry in REGISTRIES.values():
+            registry.mark_ready()
         _STATE.manager = _new_manager()
-        from bnn_core import builtin
-
         _register(
             PluginInfo(CORE_PLUGIN, builtin.__name__, CORE_DISTRIBUTION, _version(), True), builtin
         )
         for entry_point in _selected_entry_points():
             _load_entry_point(entry_point)
     problems = [i for i in _STATE.infos.values() if i.status == "broken"]
-    conflicts = {k: c for k, r in REGISTRIES.items() if (c := r.conflicts())}
+    conflicts = _conflict_lines()
     if (strict if strict is not None else strict_mode()) and (problems or conflicts):
-        lines = [f"plugin {i.name!r}: {i.error}" for i in problems]
-        lines += [
-            f"{kind} {name!r} registered by " + " and ".join(e.provider for e in entries)
-            for kind, found in conflicts.items()
-            for name, entries in found.items()
-        ]
+        lines = [f"plugin {i.name!r}: {i.error}" for i in problems] + conflicts
         raise PluginError("Plugin loading failed (strict mode): " + "; ".join(lines) + ".")
+    if warn and (problems or conflicts):
+        _warn(problems, conflicts)
+
+
+#: The registry of each kind; the first lookup in any of them loads the plugins.
+REGISTRIES: dict[str, Registry] = {kind: Registry(kind, load_plugins) for kind in KINDS}
+
+
+def _conflict_lines() -> list[str]:
+    return [
+        f"{kind} {name!r} registered by " + " and ".join(e.provider for e in entries)
+        for kind, registry in REGISTRIES.items()
+        for name, entries in registry.conflicts().items()
+    ]
+
+
+def _warn(problems: list[PluginInfo], conflicts: list[str]) -> None:
+    """The one line that reports broken plugins and duplicate names outside strict mode."""
+    parts = [
+        f"plugin {i.name!r} is broken ({(i.error or '').partition(': ')[0]})" for i in problems
+    ]
+    parts += [f"{line} (unusable until one is disabled)" for line in conflicts]
+    print(
+        "bnn: warning: "
+        + "; ".join(parts)
+        + ". Run `bnn list-plugins` for details; BNN_STRICT_PLUGINS=1 makes this an error.",
+        file=sys.stderr,
+    )
 
 
 def reset_plugins() -> None:
-    """Forget all plugins and registrations; the next lookup discovers them again."""
+    """Forget all plugins and registrations; the next lookup discovers them again (and
+    warns again about broken ones)."""
     with _STATE.lock:
         _STATE.loaded = False
         _STATE.manager = None

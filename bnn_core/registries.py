@@ -1,4 +1,4 @@
-"""The registries of each kind and their public API (timm / torchvision style).
+"""The public registry API of each kind (timm / torchvision style).
 
 For every kind there is ``register_<kind>``, ``get_<kind>``, ``create_<kind>``,
 ``list_<kind>s`` and ``is_<kind>``. Plugins are loaded on the first call of any of
@@ -6,6 +6,11 @@ them. In-process registration is also a decorator::
 
     @register_binarizer("my_sign")
     class MySign(nn.Module): ...
+
+This module sits above the rest of the framework: ``create_model(..., binarize=...)``
+and ``get_bconfig`` use the configuration schemas and the conversion engine, which are
+imported when those functions are first called, so that importing the registry API
+(``bnn list-plugins``, ``bnn --help``) does not import torch.
 """
 
 from __future__ import annotations
@@ -13,38 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bnn_core.errors import DuplicateNameError
-from bnn_core.registry import IN_PROCESS, Entry, Registry, resolve_reference, snake_case
+from bnn_core.plugins import KINDS as KINDS
+from bnn_core.plugins import REGISTRIES, layer_entry, lowering_entry
+from bnn_core.registry import IN_PROCESS, Entry, snake_case
 
 T = TypeVar("T")
-
-
-def _load_plugins() -> None:
-    from bnn_core.plugins import load_plugins
-
-    load_plugins()
-
-
-KINDS = (
-    "binarizer",
-    "layer",
-    "model",
-    "dataset",
-    "bconfig",
-    "block",
-    "optimizer",
-    "lowering",
-    "loss",
-    "metric",
-    "callback",
-)
-REGISTRIES: dict[str, Registry] = {kind: Registry(kind, _load_plugins) for kind in KINDS}
-
-
-def mark_ready() -> None:
-    """Tell every registry that plugin loading has started (avoids re-entry)."""
-    for registry in REGISTRIES.values():
-        registry.mark_ready()
 
 
 def _register(kind: str) -> Callable[..., Any]:
@@ -82,7 +60,7 @@ def _create(kind: str) -> Callable[..., Any]:
     registry = REGISTRIES[kind]
 
     def create(name: str, **params: Any) -> Any:
-        from bnn_core.params import validate_params
+        from bnn_core.params import validate_params  # pydantic, on the first create
 
         target = registry.get(name)
         return target(**validate_params(target, params, f"{kind} {name!r}"))
@@ -109,13 +87,14 @@ def create_model(name: str, binarize: Any = False, **options: Any) -> Any:
     (or ``"default"``) binarizes it as the model declares; a BConfig, mapping or method
     name (``"react"``) binarizes it with that config, keeping the declared float layers."""
     from bnn_core.config import binarization_for
+    from bnn_core.engine import binarize_with
     from bnn_core.params import validate_params
 
     builder = REGISTRIES["model"].get(name)
     model = builder(**validate_params(builder, options, f"model {name!r}"))
     if binarize is False or binarize is None:
         return model
-    return binarization_for(builder, binarize).apply(model, inplace=True)
+    return binarize_with(model, binarization_for(builder, binarize), inplace=True)
 
 
 register_dataset = _register("dataset")
@@ -160,12 +139,9 @@ is_bconfig = REGISTRIES["bconfig"].contains
 
 def get_bconfig(name: str) -> Any:
     """The BConfig registered as ``name`` (a binarization method such as ``react``)."""
-    from bnn_core.bconfig import BConfig
+    from bnn_core.bconfig import registered_bconfig
 
-    value = REGISTRIES["bconfig"].get(name)
-    if callable(value) and not isinstance(value, BConfig):
-        value = value()
-    return value if isinstance(value, BConfig) else BConfig.model_validate(value)
+    return registered_bconfig(name)
 
 
 get_layer = REGISTRIES["layer"].get
@@ -177,8 +153,6 @@ def register_layer(
     float_layer: Any, binary_layer: Any, *, name: str | None = None, replace: bool = False
 ) -> None:
     """Add a pair to the module-swap map: ``float_layer`` modules become ``binary_layer``."""
-    from bnn_core.plugins import layer_entry
-
     registry = REGISTRIES["layer"]
     registry._ensure_ready()
     registry.add(layer_entry(float_layer, binary_layer, IN_PROCESS, name), replace=replace)
@@ -188,27 +162,9 @@ def layer_map() -> dict[type, type]:
     """The module-swap map ``{float class: binary class}``, binary classes mapping to
     themselves so that an already binarized model can be prepared again. Two plugins
     claiming the same float layer type is an error naming both."""
-    registry = REGISTRIES["layer"]
-    for name, entries in registry.conflicts().items():
-        raise DuplicateNameError("layer", name, [f"{e.provider} ({e.reference})" for e in entries])
-    mapping: dict[type, type] = {}
-    owners: dict[type, Entry] = {}
-    for entry in registry.entries():
-        binary = entry.load()
-        float_layer = entry.metadata["float_layer"]
-        if isinstance(float_layer, str):
-            float_layer = entry.metadata["float_layer"] = resolve_reference(float_layer)
-        if float_layer in owners:
-            first = owners[float_layer]
-            raise DuplicateNameError(
-                "layer",
-                float_layer.__qualname__,
-                [f"{e.provider} ({e.name}: {e.reference})" for e in (first, entry)],
-            )
-        owners[float_layer] = entry
-        mapping[float_layer] = binary
-        mapping[binary] = binary
-    return mapping
+    from bnn_core.layers import layer_map as swap_map
+
+    return swap_map()
 
 
 get_lowering = REGISTRIES["lowering"].get
@@ -220,8 +176,6 @@ def register_lowering(
     module_type: Any, lowering: Any, *, name: str | None = None, replace: bool = False
 ) -> None:
     """Declare how modules of ``module_type`` (and its subclasses) export."""
-    from bnn_core.plugins import lowering_entry
-
     registry = REGISTRIES["lowering"]
     registry._ensure_ready()
     registry.add(lowering_entry(module_type, lowering, IN_PROCESS, name), replace=replace)
@@ -230,28 +184,7 @@ def register_lowering(
 def lowering_map() -> dict[type, Any]:
     """``{module type: lowering}`` of every registered lowering. Two plugins claiming
     the same module type is an error naming both."""
-    registry = REGISTRIES["lowering"]
-    for name, entries in registry.conflicts().items():
-        raise DuplicateNameError(
-            "lowering", name, [f"{e.provider} ({e.reference})" for e in entries]
-        )
-    mapping: dict[type, Any] = {}
-    owners: dict[type, Entry] = {}
-    for entry in registry.entries():
-        lowering = entry.load()
-        module_type = entry.metadata["module_type"]
-        if isinstance(module_type, str):
-            module_type = entry.metadata["module_type"] = resolve_reference(module_type)
-        if module_type in owners:
-            first = owners[module_type]
-            raise DuplicateNameError(
-                "lowering",
-                module_type.__qualname__,
-                [f"{e.provider} ({e.name}: {e.reference})" for e in (first, entry)],
-            )
-        owners[module_type] = entry
-        mapping[module_type] = lowering
-    return mapping
+    return REGISTRIES["lowering"].type_map("module_type")
 
 
 def lowering_for(module_type: type) -> Any | None:

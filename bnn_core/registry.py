@@ -101,7 +101,7 @@ class Registry:
     """Maps names of one kind to entries; fills itself from plugins on first use.
 
     ``on_first_use`` is called once, before the first lookup, so plugins are loaded
-    lazily; it is wired to the plugin manager by :mod:`bnn_core.registries`.
+    lazily; the registries of :mod:`bnn_core.plugins` pass the plugin loader.
     """
 
     def __init__(self, kind: str, on_first_use: Callable[[], None] | None = None) -> None:
@@ -218,6 +218,31 @@ class Registry:
             if entry.target is obj or (reference is not None and entry.reference == reference):
                 return entry.name
         return None
+
+    def type_map(self, key: str) -> dict[type, Any]:
+        """``{type: registered object}`` for a kind whose entries are keyed by a type held
+        in ``metadata[key]`` (a class or a lazy reference), such as the layer swap map.
+        A name or a type claimed by two providers raises :class:`DuplicateNameError`
+        naming both."""
+        for name, entries in self.conflicts().items():
+            raise DuplicateNameError(self.kind, name, [_describe(e) for e in entries])
+        mapping: dict[type, Any] = {}
+        owners: dict[type, Entry] = {}
+        for entry in self.entries():
+            target = entry.load()
+            claimed = entry.metadata[key]
+            if isinstance(claimed, str):
+                claimed = entry.metadata[key] = resolve_reference(claimed)
+            if claimed in owners:
+                first = owners[claimed]
+                raise DuplicateNameError(
+                    self.kind,
+                    claimed.__qualname__,
+                    [f"{e.provider} ({e.name}: {e.reference})" for e in (first, entry)],
+                )
+            owners[claimed] = entry
+            mapping[claimed] = target
+        return mapping
 
     def reset(self) -> None:
         """Forget every entry; plugins are loaded again on the next lookup."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bnn_core.params import params_model
+from bnn_core.plugins import REGISTRIES
+
 
 def registry_json_schema(kind: str) -> dict[str, Any]:
     """A schema accepting a registered ``kind`` name or ``{name: ..., <option>: value}``,
     with one variant per registered component listing its options."""
-    from bnn_core.params import params_model
-    from bnn_core.registries import REGISTRIES
-
     registry = REGISTRIES[kind]
     variants: list[dict[str, Any]] = [{"type": "string", "enum": registry.names()}]
     for entry in registry.entries():

@@ -7,12 +7,12 @@ and ``$VARIABLES`` expanded) or, when it is not given, ``$BNN_DATA_ROOT/<dataset
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from bnn_core.errors import ConfigError
+from bnn_core.paths import expand_path
 
 #: The split names a command may ask for. Data sets with only a training and a test set
 #: (MNIST, Fashion-MNIST, CIFAR) serve ``val`` from the test set.
@@ -42,18 +42,6 @@ SOURCES = {
     "unpack them into an ImageFolder tree (train/<wnid>/, val/<wnid>/) and write shards with "
     "`bnn data shard <tree> --split train -o <root>/train-%06d.tar` (and --split val)",
 }
-
-
-def expand_path(value: str) -> Path:
-    """``value`` with ``~`` and ``$VARIABLES`` expanded; an unset variable is an error
-    (a root silently containing ``$DATA`` would only fail later, less clearly)."""
-    expanded = os.path.expanduser(os.path.expandvars(value))
-    unset = re.findall(r"\$\{?(\w+)", expanded)
-    if unset:
-        raise ConfigError(
-            f"the path {value!r} uses the environment variable ${unset[0]}, which is not set"
-        )
-    return Path(expanded)
 
 
 def resolve_root(dataset: str, root: str | None) -> Path:

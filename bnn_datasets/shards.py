@@ -21,8 +21,6 @@ or the number of shards is not a multiple of the world size: write equal-sized s
 from __future__ import annotations
 
 import io
-import json
-import logging
 import math
 import random
 from collections.abc import Sequence
@@ -37,15 +35,11 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from bnn_core.errors import ConfigError
+from bnn_core.shard_format import INDEX_FILE, read_index
 from bnn_datasets.transforms import ImageTransform
-
-log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "ppm", "pgm", "pbm", "bmp", "tif", "tiff")
 TENSOR_EXTENSIONS = ("pth", "npy")
-#: The file, next to the shards, where ``bnn data shard`` records their sizes.
-INDEX_FILE = "shards.json"
-INDEX_FORMAT = "bnn-shard-index/1"
 
 
 def distributed_placement(
@@ -217,8 +211,9 @@ class ShardedImages(IterableDataset):
 
 
 def read_sizes(shards: Sequence[str]) -> dict[str, int] | None:
-    """Samples per shard from the ``shards.json`` next to them, or None when any shard is
-    missing from its folder's index or changed size since it was recorded."""
+    """Samples per shard from the ``shards.json`` index next to them (see
+    :mod:`bnn_core.shard_format`), or None when any shard is missing from its folder's
+    index or changed size since it was recorded."""
     sizes: dict[str, int] = {}
     indexes: dict[Path, dict[str, Any]] = {}
     for shard in shards:
@@ -231,18 +226,3 @@ def read_sizes(shards: Sequence[str]) -> dict[str, int] | None:
             return None
         sizes[shard] = int(entry["samples"])
     return sizes
-
-
-def read_index(folder: Path) -> dict[str, dict[str, int]]:
-    """The shard index of ``folder`` (``{shard name: {samples, bytes}}``), empty if none."""
-    index = folder / INDEX_FILE
-    if not index.is_file():
-        return {}
-    try:
-        content = json.loads(index.read_text(encoding="utf-8"))
-        if content.get("format") != INDEX_FORMAT:
-            raise ValueError(f"format is not {INDEX_FORMAT}")
-        return dict(content["shards"])
-    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        log.warning("ignoring the shard index %s: %s", index, exc)
-        return {}

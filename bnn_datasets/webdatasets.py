@@ -20,9 +20,10 @@ from pydantic import NonNegativeInt, PositiveInt
 from webdataset.shardlists import expand_urls
 
 from bnn_core.errors import ConfigError
+from bnn_core.paths import expand_path
 from bnn_datasets.base import Split
 from bnn_datasets.folder import SPLIT_FOLDERS
-from bnn_datasets.roots import SOURCES, expand_path, missing_data, resolve_root
+from bnn_datasets.roots import SOURCES, missing_data, resolve_root
 from bnn_datasets.shards import ShardedImages, ShardSelection, read_sizes
 from bnn_datasets.transforms import PRESETS, PresetName, TransformSpecs, standard_transform
 

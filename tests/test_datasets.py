@@ -106,7 +106,7 @@ ROOTED = [name for name in CASES if name != "synthetic"]
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder per dataset, named like it (so it also works as $BNN_DATA_ROOT)."""
-    from bnn_datasets.shard_writer import record_sizes
+    from bnn_core.shard_format import record_sizes
 
     root = tmp_path_factory.mktemp("data")
     datagen.write_idx(root / "fashion_mnist")

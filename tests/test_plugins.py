@@ -239,5 +239,62 @@ def test_list_plugins_shows_a_broken_plugin_with_its_error(site, capsys):
 
     write_distribution(site, "bnn-broken", "bnn_broken", "raise ImportError('nope')\n")
     assert main(["list-plugins"]) == 0
-    out = capsys.readouterr().out
-    assert "bnn-broken" in out and "BROKEN: failed to import: ImportError: nope" in out
+    captured = capsys.readouterr()
+    assert "bnn-broken" in captured.out
+    assert "BROKEN: failed to import: ImportError: nope" in captured.out
+    assert captured.err == ""  # the table shows it: no warning line besides
+
+
+WARNING_TAIL = "Run `bnn list-plugins` for details; BNN_STRICT_PLUGINS=1 makes this an error."
+
+
+def test_broken_plugin_is_reported_by_one_line_across_registry_calls(site, capsys):
+    write_distribution(site, "bnn-broken", "bnn_broken", "import no_such_module_xyz\n")
+    hook_raises = "from bnn_core import hookimpl\n@hookimpl\ndef bnn_register_models(register):\n"
+    write_distribution(site, "bnn-raises", "bnn_raises", hook_raises + "    raise KeyError(1)\n")
+    assert bnn_core.is_binarizer("ste_sign")
+    assert "lenet5" in bnn_core.list_models()
+    bnn_core.get_dataset("synthetic")
+    bnn_core.load_plugins()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "bnn: warning: plugin 'bnn-broken' is broken (failed to import); plugin 'bnn-raises' "
+        "is broken (failed to register its components). " + WARNING_TAIL
+    ]
+
+
+def test_duplicate_name_is_reported_by_one_line(site, capsys):
+    write_distribution(site, "bnn-other", "bnn_other", OTHER_STE)
+    assert bnn_core.is_binarizer("approx_sign")
+    assert not bnn_core.is_binarizer("ste_sign")
+    assert capsys.readouterr().err.splitlines() == [
+        "bnn: warning: binarizer 'ste_sign' registered by bnn_binarizers and bnn-other "
+        "(unusable until one is disabled). " + WARNING_TAIL
+    ]
+
+
+def test_no_warning_when_every_plugin_loads(site, capsys):
+    write_distribution(site, "bnn-fake", "bnn_fake", GOOD)
+    assert bnn_core.is_binarizer("fake_sign")
+    bnn_core.list_datasets()
+    assert capsys.readouterr().err == ""
+
+
+def test_no_warning_in_strict_mode_only_the_error(site, monkeypatch, capsys):
+    write_distribution(site, "bnn-broken", "bnn_broken", "raise ImportError('nope')\n")
+    monkeypatch.setenv("BNN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError):
+        bnn_core.list_binarizers()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_command_warns_once_on_stderr(site, capsys):
+    from bnn.cli import main
+
+    write_distribution(site, "bnn-broken", "bnn_broken", "raise ImportError('nope')\n")
+    assert main(["list", "binarizers"]) == 0
+    captured = capsys.readouterr()
+    assert "ste_sign" in captured.out
+    assert captured.err.splitlines() == [
+        "bnn: warning: plugin 'bnn-broken' is broken (failed to import). " + WARNING_TAIL
+    ]

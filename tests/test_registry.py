@@ -190,3 +190,32 @@ def test_option_constraints_in_annotations_are_enforced():
     assert bnn_core.create_model("constrained_model", width=3).out_features == 3
     with pytest.raises(bnn_core.ConfigError, match="greater than 0"):
         bnn_core.create_model("constrained_model", width=-1)
+
+
+def test_bnn_ops_names_the_registered_binarizers():
+    import bnn.ops
+
+    assert bnn.ops.SteSign is bnn_core.get_binarizer("ste_sign")
+    assert bnn.ops.XNORWeightBinarizer is bnn_core.get_binarizer("xnor_weight")
+    assert bnn.ops.Identity is bnn_core.Identity
+    assert dir(bnn.ops) == sorted(bnn.ops.__all__)
+    assert {"SteSign", "BasicScaleBinarizer", "Binarizer", "InputBiasBinarizer"} <= set(
+        dir(bnn.ops)
+    )
+    for name in bnn.ops.__all__:
+        assert isinstance(getattr(bnn.ops, name), type)
+    with pytest.raises(AttributeError, match="NoSuchBinarizer"):
+        bnn.ops.NoSuchBinarizer  # noqa: B018
+
+
+def test_bnn_ops_resolves_through_the_registry_not_an_import():
+    import bnn.ops
+
+    cached = vars(bnn.ops).pop("ApproxSign", None)
+    try:
+        bnn_core.register_binarizer("approx_sign", Doubler, replace=True)
+        assert bnn.ops.ApproxSign is Doubler
+    finally:
+        vars(bnn.ops).pop("ApproxSign", None)
+        if cached is not None:
+            bnn.ops.ApproxSign = cached

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from bnn.cli import main
 from bnn_core import create_dataset
 from bnn_core.errors import ConfigError
-from bnn_datasets.shard_writer import brace_pattern, record_sizes
+from bnn_core.shard_format import brace_pattern, record_sizes
 from bnn_datasets.shards import ShardSelection
 from tests import datagen
 

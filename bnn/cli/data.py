@@ -72,13 +72,27 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def _reader_accepts_preset(preset: Any) -> bool:
+    """Whether the registered ``webdataset`` reader takes ``preset`` as its preset option
+    (the hint printed after writing names it only then)."""
+    from bnn_core.errors import BnnError
+    from bnn_core.params import validate_params
+    from bnn_core.registries import get_dataset
+
+    try:
+        validate_params(get_dataset("webdataset"), {"preset": preset}, "dataset 'webdataset'")
+    except BnnError:
+        return False
+    return True
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bnn.cli.paths import check_output_file
+    from bnn.shard_writer import open_source, write_shards
     from bnn_core.errors import ConfigError
-    from bnn_datasets.shard_writer import brace_pattern, check_pattern, open_source, write_shards
-    from bnn_datasets.transforms import PRESETS
+    from bnn_core.shard_format import brace_pattern, check_pattern
 
     check_pattern(args.output)
     if args.maxcount < 1:
@@ -105,7 +119,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     print(f"wrote {total} samples to {len(written)} shard(s); their sizes are in {index}")
     preset = options.get("preset", "imagenet" if dataset_name == "imagefolder" else dataset_name)
     read_back = f"{{name: webdataset, shards: '{brace_pattern(args.output, len(written))}'"
-    if preset in PRESETS:
+    if _reader_accepts_preset(preset):
         read_back += f", preset: {preset}"
     if getattr(dataset, "num_classes", None):
         read_back += f", num_classes: {dataset.num_classes}"

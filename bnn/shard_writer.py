@@ -5,15 +5,13 @@ Samples that a data set can give untransformed (``encoded(index)``: ImageFolder 
 byte for byte, MNIST and CIFAR images as PNG) are stored that way; any other data set's
 samples are stored as the tensors it returns (``pth``). Labels go in ``cls``. Samples are
 shuffled before writing (by default) so that each shard mixes all classes, which the
-shard-level shuffling of the reader relies on.
+shard-level shuffling of the reader relies on. Data sets are reached through the
+registry; the file layout is :mod:`bnn_core.shard_format`, shared with the readers.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,9 @@ from torch.utils.data import IterableDataset
 
 from bnn_core.errors import ConfigError, UnknownNameError
 from bnn_core.params import params_model
+from bnn_core.paths import expand_path
 from bnn_core.registries import create_dataset, get_dataset, is_dataset, list_datasets
-from bnn_datasets.roots import expand_path
-from bnn_datasets.shards import INDEX_FILE, INDEX_FORMAT, read_index
+from bnn_core.shard_format import check_pattern, record_sizes
 
 
 def open_source(
@@ -51,19 +49,6 @@ def open_source(
     if "split" in params_model(get_dataset(source)).model_fields:
         options["split"] = split
     return create_dataset(source, **options), source
-
-
-def check_pattern(pattern: str) -> None:
-    """An output pattern must hold one printf-style number field, such as ``%06d``."""
-    try:
-        first, second = pattern % 0, pattern % 1
-    except (TypeError, ValueError):
-        first = second = None
-    if first is None or first == second:
-        raise ConfigError(
-            f"the output pattern {pattern!r} needs one number field for the shard index, "
-            "for example shards/train-%06d.tar"
-        )
 
 
 def _samples(dataset: Any, shuffle: bool, seed: int) -> Iterator[dict[str, Any]]:
@@ -123,29 +108,3 @@ def write_shards(
             writer.write(sample)
     record_sizes(written)
     return written
-
-
-def record_sizes(written: list[tuple[Path, int]]) -> None:
-    """Add the shards' sample counts and byte sizes to ``shards.json`` in their folders
-    (written atomically, other entries kept)."""
-    for folder in {path.parent for path, _ in written}:
-        shards = read_index(folder)
-        for path, count in written:
-            if path.parent == folder:
-                shards[path.name] = {"samples": count, "bytes": path.stat().st_size}
-        index = folder / INDEX_FILE
-        temporary = index.with_name(f".{INDEX_FILE}.{os.getpid()}")
-        content = {"format": INDEX_FORMAT, "shards": dict(sorted(shards.items()))}
-        temporary.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
-        temporary.replace(index)
-
-
-def brace_pattern(pattern: str, count: int) -> str:
-    """The webdataset brace pattern naming ``count`` shards written with ``pattern``
-    (``out/train-%06d.tar``, 3 -> ``out/train-{000000..000002}.tar``)."""
-    match = re.search(r"%0?(\d*)d", pattern)
-    if match is None or count < 2:
-        return pattern % 0 if count == 1 else pattern
-    width = int(match.group(1) or 0)
-    span = f"{{{0:0{width}d}..{count - 1:0{width}d}}}"
-    return pattern[: match.start()] + span + pattern[match.end() :]
