@@ -177,6 +177,11 @@ class HyperparameterScheduler:
         self.last_step += 1
         self._apply()
 
+    def set_step(self, step: int) -> None:
+        """Jump to ``step`` and set its values (for a trainer that counts steps itself)."""
+        self.last_step = step
+        self._apply()
+
     def _apply(self) -> None:
         scale = self.factor(self.last_step)
         for group in self.optimizer.param_groups:  # groups added later start from their value

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnn.recipe.sections import DistillationSpec
 from bnn.training.checkpoint import CheckpointError, evaluated_weights, load
-from bnn.training.spec import DistillationSpec
 from bnn_core.errors import ConfigError
 
 

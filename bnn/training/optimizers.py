@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from bnn.optim import param_groups
-from bnn.training.spec import ScheduleSpec, TrainingSpec
+from bnn.recipe.sections import ScheduleSpec, TrainingSpec
 from bnn_core.errors import ConfigError
 from bnn_core.params import validate_params
 from bnn_core.registries import get_optimizer

@@ -1,46 +1,21 @@
-"""Runs a recipe: what ``bnn train`` and ``bnn eval`` do, usable from Python too."""
+"""Runs a recipe: what ``bnn train`` and ``bnn eval`` do, usable from Python too.
+(:func:`prepare_recipe` and :func:`checkpoint_recipe` live below the trainer and are
+re-exported here.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from bnn.recipe import Recipe, load_recipe
+from bnn.recipe import Recipe, prepare_recipe
 from bnn.training import checkpoint
 from bnn.training.data import make_loader
-from bnn.training.layering import env_file, env_overrides, merge
-from bnn.training.saved_state import check_model_state, fit_weights
+from bnn.training.saved_recipe import checkpoint_recipe
+from bnn.training.saved_state import fit_weights
 from bnn.training.trainer import Trainer, TrainResult, evaluate
-from bnn_core.config import validate_model
 from bnn_core.errors import ConfigError
 
-
-def prepare_recipe(
-    path: str | Path,
-    overrides: dict[str, Any] | None = None,
-    env: str | None = None,
-    exp_name: str | None = None,
-    seed: int | None = None,
-) -> tuple[Recipe, Path]:
-    """The recipe with its layers (environment file < recipe < ``overrides`` < flags) and
-    the run's output folder."""
-    defaults: dict[str, Any] = {}
-    project_root: Path | None = None
-    if env is not None:
-        defaults, project_root = env_overrides(env_file(env))
-    flags: dict[str, Any] = {}
-    if exp_name is not None:
-        flags["name"] = exp_name
-    if seed is not None:
-        flags["seed"] = seed
-    recipe = load_recipe(path, merge(overrides or {}, flags), defaults)
-    name = recipe.name or Path(path).stem
-    if recipe.name is None:
-        recipe = recipe.model_copy(update={"name": name})
-    output = recipe.output.folder(name)
-    if project_root is not None and not output.is_absolute():
-        output = project_root / output
-    return recipe, output
+__all__ = ["checkpoint_recipe", "evaluate_checkpoint", "prepare_recipe", "train_recipe"]
 
 
 def train_recipe(
@@ -73,28 +48,6 @@ def train_recipe(
     if resume is True:
         resume = output_dir / "last.pt"
     return trainer.fit(resume=resume or None)
-
-
-def checkpoint_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
-    """The recipe a checkpoint was trained with, and the checkpoint itself, checked to
-    hold a model of one of the recipe's stages."""
-    state = checkpoint.load(path)
-    check_model_state(state, path)
-    saved = state.get("config", {}).get("recipe")
-    if saved is None:
-        raise ConfigError(
-            f"{path} was written by the Python API, which has no model recipe; load its "
-            "'model' entry into your model with load_state_dict"
-        )
-    recipe = validate_model(Recipe, saved, f"the recipe stored in {path}")
-    names = [stage.name for stage in recipe.stages_to_run()]
-    if state["stage"] >= len(names) or state.get("stages", names) != names:
-        raise checkpoint.CheckpointError(
-            f"checkpoint {path} says it stopped in stage number {state['stage']} of the stages "
-            f"{state.get('stages', names)}, but the recipe stored in it has the stages {names}; "
-            "the file was altered or damaged"
-        )
-    return recipe, state
 
 
 def evaluate_checkpoint(path: Path, device: str | None = None) -> dict[str, Any]:

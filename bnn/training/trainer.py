@@ -1,11 +1,11 @@
-"""The training loop: stages, optimizers per parameter group, distillation, the progress
-hook, latent-weight clipping, EMA, mixed precision on CUDA, DistributedDataParallel,
-and checkpoints from which a killed run resumes exactly."""
+"""The training loop: stages, optimizers per parameter group, the loss, metrics and
+callbacks a recipe names, distillation, the progress hook, latent-weight clipping, EMA,
+mixed precision on CUDA, DistributedDataParallel, and checkpoints from which a killed run
+resumes exactly."""
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,20 +18,19 @@ import yaml
 from pydantic import ValidationError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from bnn.constraints import clip_latent_weights
-from bnn.recipe import Stage, resolve_stages
+from bnn.recipe.sections import RunConfig
+from bnn.recipe.stages import Stage, resolve_stages
 from bnn.training import checkpoint, rundir
 from bnn.training.data import make_loader, start_epoch
-from bnn.training.distill import build_teacher, distillation_loss
+from bnn.training.distill import build_teacher
 from bnn.training.distributed import World, all_sum, setup, teardown
 from bnn.training.logs import MetricsLog
-from bnn.training.optimizers import build_optimizers, build_schedulers
-from bnn.training.saved_state import check_run_state, fit_weights
-from bnn.training.spec import RunConfig
+from bnn.training.losses import build_loss
+from bnn.training.saved_state import check_run_state
+from bnn.training.stage_run import StageRun
 from bnn_core.config import BinarizeSpec, format_errors
 from bnn_core.errors import BnnError, ConfigError
 from bnn_core.progress import apply_progress
@@ -227,107 +226,149 @@ class Trainer:
         metrics: MetricsLog,
         best: dict[str, Any],
     ) -> float | None:
-        training = stage.training
-        device = self.world.device
-        model = self.model
-        if training.channels_last:
-            model.to(memory_format=torch.channels_last)
-        wrapped: nn.Module = model
-        if self.world.size > 1:
-            ids = [device.index] if device.type == "cuda" else None
-            wrapped = DistributedDataParallel(model, device_ids=ids)
-        train_loader, eval_loader = self._loaders()
-        epoch_batches = len(train_loader)
-        accumulation = training.grad_accumulation
-        steps_per_epoch = math.ceil(epoch_batches / accumulation)
-        run = _StageRun(index, model, training, steps_per_epoch, device)
-        if state is not None:
-            run.load(state, f"checkpoint {self.resumed_from}")
+        """Train ``stage`` from its first epoch (or where ``state`` stopped) to its last;
+        returns the accuracy of its last evaluation."""
+        run = self._start_stage(index, stage, state)
         final = None
-        for epoch in range(run.epoch, training.epochs):
-            run.epoch = epoch
-            if training.progress == "epoch":
-                apply_progress(model, epoch, training.epochs)
-            start_epoch(train_loader, epoch, run.step_in_epoch * accumulation)
-            wrapped.train()
-            bar = tqdm(
-                train_loader,
-                desc=f"{stage.name} epoch {epoch + 1}/{training.epochs}",
-                disable=self.quiet
-                or not self.config.logging.progress_bar
-                or not sys.stderr.isatty(),
-                unit="batch",
-                leave=False,
-            )
-            batches = run.step_in_epoch * accumulation
-            run.zero_grad()
-            for inputs, targets in bar:
-                inputs, targets = inputs.to(device), targets.to(device)
-                if training.channels_last and inputs.dim() == 4:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                if training.progress == "step":
-                    apply_progress(model, run.global_step, steps_per_epoch * training.epochs)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
-                    logits = wrapped(inputs)
-                    loss = self._loss(logits, inputs, targets, training.label_smoothing)
-                # the epoch's last window may hold fewer batches: average over those
-                window = min(accumulation, epoch_batches - batches // accumulation * accumulation)
-                run.scaler.scale(loss / window).backward()
-                run.count(loss, logits, targets)
-                batches += 1
-                if batches % accumulation and batches != epoch_batches:
-                    continue
-                run.step()
-                bar.set_postfix(loss=f"{run.mean_loss():.3f}", refresh=False)
-                every = self.config.output.checkpoint_every_steps
-                if every and run.global_step % every == 0 and run.step_in_epoch < steps_per_epoch:
-                    self._save(run, metrics, best, "last.pt")
-            bar.close()
-            record = self._epoch_record(stage, epoch, run)
-            run.next_epoch()
-            due = (epoch + 1) % self.config.evaluation.every_epochs == 0
-            if eval_loader is not None and (due or epoch + 1 == training.epochs):
-                record.update(evaluate(run.evaluated_model(), eval_loader, self.world))
-                final = record["eval_acc"]
-                if best["accuracy"] is None or final > best["accuracy"]:
-                    best.update(accuracy=final, stage=stage.name, epoch=epoch + 1)
-                    metrics.append(record)
-                    self._save(run, metrics, best, "best.pt")
-            if metrics.history[-1:] != [record]:
-                metrics.append(record)
-            self._save(run, metrics, best, "last.pt")
-            if self.world.main:
-                if self.config.logging.plot:
-                    metrics.plot()
-                if not self.quiet:
-                    print(_describe(record), flush=True)
+        for epoch in range(run.epoch, stage.training.epochs):
+            self._train_epoch(run, epoch, metrics, best)
+            accuracy = self._end_epoch(run, epoch, metrics, best)
+            final = final if accuracy is None else accuracy
+        run.call("on_stage_end")
         return final
 
-    def _loss(
-        self, logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, smoothing: float
-    ) -> torch.Tensor:
-        if self.teacher is None or self.config.distillation is None:
-            return F.cross_entropy(logits, targets, label_smoothing=smoothing)
-        with torch.no_grad():
-            teacher_logits = self.teacher(inputs)
-        spec = self.config.distillation
-        return distillation_loss(
-            logits.float(), teacher_logits.float(), targets, spec.alpha, spec.temperature, smoothing
+    def _start_stage(self, index: int, stage: Stage, state: dict[str, Any] | None) -> StageRun:
+        """The stage's run: model layout, data-parallel wrapper, loaders, loss, optimizers,
+        metrics and callbacks, restored from ``state`` when resuming."""
+        device = self.world.device
+        if stage.training.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        wrapped: nn.Module = self.model
+        if self.world.size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            wrapped = DistributedDataParallel(self.model, device_ids=ids)
+        loss = build_loss(stage.training, self.config.distillation).to(device)
+        run = StageRun(index, stage, self.model, wrapped, self._loaders(), loss, device, self)
+        if state is not None:
+            run.load(state, f"checkpoint {self.resumed_from}")
+        run.start()
+        return run
+
+    def _train_epoch(
+        self, run: StageRun, epoch: int, metrics: MetricsLog, best: dict[str, Any]
+    ) -> None:
+        """One pass over the training data (the rest of it, when resuming mid-epoch)."""
+        training = run.training
+        run.epoch = run.context.epoch = epoch
+        if training.progress == "epoch":
+            apply_progress(run.model, epoch, training.epochs)
+        batches = run.step_in_epoch * run.accumulation
+        start_epoch(run.train_loader, epoch, batches)
+        run.wrapped.train()
+        run.zero_grad()
+        run.call("on_epoch_start")
+        bar = self._progress_bar(run, epoch)
+        for inputs, targets in bar:
+            stepped = self._train_batch(run, inputs, targets, batches)
+            batches += 1
+            if stepped:
+                bar.set_postfix(loss=f"{run.mean_loss():.3f}", refresh=False)
+                self._save_within_epoch(run, metrics, best)
+        bar.close()
+
+    def _progress_bar(self, run: StageRun, epoch: int) -> tqdm:
+        shown = self.config.logging.progress_bar and sys.stderr.isatty() and not self.quiet
+        return tqdm(
+            run.train_loader,
+            desc=f"{run.stage.name} epoch {epoch + 1}/{run.training.epochs}",
+            disable=not shown,
+            unit="batch",
+            leave=False,
         )
 
-    def _epoch_record(self, stage: Stage, epoch: int, run: _StageRun) -> dict[str, Any]:
-        totals = [run.running["loss_sum"], run.running["correct"], run.running["count"]]
-        loss_sum, correct, count = all_sum(totals, self.world)
+    def _train_batch(
+        self, run: StageRun, inputs: torch.Tensor, targets: torch.Tensor, batches: int
+    ) -> bool:
+        """Forward, backward and, when the batch completes an accumulation window, an
+        optimizer step (``batches``: the epoch's batches before this one). Returns whether
+        it stepped."""
+        training, device = run.training, self.world.device
+        inputs, targets = inputs.to(device), targets.to(device)
+        if training.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        if training.progress == "step":
+            apply_progress(run.model, run.global_step, run.total_steps)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
+            logits = run.wrapped(inputs)
+            loss = self._loss(run.loss, logits, inputs, targets)
+        accumulation, epoch_batches = run.accumulation, run.epoch_batches
+        # the epoch's last window may hold fewer batches: average over those
+        window = min(accumulation, epoch_batches - batches // accumulation * accumulation)
+        run.scaler.scale(loss / window).backward()
+        done = batches + 1
+        stepped = done % accumulation == 0 or done == epoch_batches
+        if stepped:
+            run.step()
+        run.batch_done(inputs, targets, logits, loss, stepped)
+        return stepped
+
+    def _loss(
+        self, loss: nn.Module, logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """``loss(logits, targets)``, with the teacher's logits for a loss that uses them."""
+        if not getattr(loss, "uses_teacher", False):
+            return loss(logits, targets)
+        if self.teacher is None:  # the recipe validation rules this out
+            raise ConfigError("the loss learns from a teacher, and the run has none")
+        with torch.no_grad():
+            teacher_logits = self.teacher(inputs)
+        return loss(logits, targets, teacher_logits=teacher_logits)
+
+    def _save_within_epoch(self, run: StageRun, metrics: MetricsLog, best: dict[str, Any]) -> None:
+        """``last.pt`` every ``output.checkpoint_every_steps`` steps (the epoch's end saves
+        anyway)."""
+        every = self.config.output.checkpoint_every_steps
+        if every and run.global_step % every == 0 and run.step_in_epoch < run.steps_per_epoch:
+            self._save(run, metrics, best, "last.pt")
+
+    def _end_epoch(
+        self, run: StageRun, epoch: int, metrics: MetricsLog, best: dict[str, Any]
+    ) -> float | None:
+        """Record the epoch, evaluate when due, call ``on_epoch_end``, keep the best and
+        the last checkpoints and report; returns the evaluated accuracy, if any."""
+        record = self._epoch_record(run, epoch)
+        run.next_epoch()
+        accuracy = None
+        due = (epoch + 1) % self.config.evaluation.every_epochs == 0
+        if run.eval_loader is not None and (due or epoch + 1 == run.training.epochs):
+            record.update(evaluate(run.evaluated_model(), run.eval_loader, self.world))
+            accuracy = record["eval_acc"]
+        run.context.record = record
+        run.call("on_epoch_end")
+        if accuracy is not None and (best["accuracy"] is None or accuracy > best["accuracy"]):
+            best.update(accuracy=accuracy, stage=run.stage.name, epoch=epoch + 1)
+            metrics.append(record)
+            self._save(run, metrics, best, "best.pt")
+        if metrics.history[-1:] != [record]:
+            metrics.append(record)
+        self._save(run, metrics, best, "last.pt")
+        if self.world.main:
+            if self.config.logging.plot:
+                metrics.plot()
+            if not self.quiet:
+                print(_describe(record), flush=True)
+        return accuracy
+
+    def _epoch_record(self, run: StageRun, epoch: int) -> dict[str, Any]:
         return {
-            "stage": stage.name,
+            "stage": run.stage.name,
             "epoch": epoch + 1,
-            "train_loss": loss_sum / max(count, 1),
-            "train_acc": correct / max(count, 1),
+            **run.epoch_fields(self.world),
             "lr": run.learning_rate(),
         }
 
     def _save(
-        self, run: _StageRun, metrics: MetricsLog, best: dict[str, Any], filename: str
+        self, run: StageRun, metrics: MetricsLog, best: dict[str, Any], filename: str
     ) -> None:
         if not self.world.main:
             return
@@ -339,144 +380,6 @@ class Trainer:
             "config": self.resolved_config,
         }
         checkpoint.save(state, self.output_dir / filename, keep_previous=filename == "last.pt")
-
-
-class _StageRun:
-    """The mutable state of one stage: optimizers, schedulers, scaler, EMA and counters,
-    with what a checkpoint saves and restores of it."""
-
-    def __init__(
-        self,
-        index: int,
-        model: nn.Module,
-        training: Any,
-        steps_per_epoch: int,
-        device: torch.device,
-    ) -> None:
-        self.index, self.model, self.training = index, model, training
-        self.optimizers = build_optimizers(model, training)
-        if not self.optimizers:
-            raise ConfigError("no optimizer of this stage has any parameter to train")
-        total = steps_per_epoch * training.epochs
-        self.schedulers = build_schedulers(
-            self.optimizers, training.schedule, steps_per_epoch, total
-        )
-        self.amp = training.amp and device.type == "cuda"
-        if training.amp and not self.amp:
-            log.warning("mixed precision needs CUDA; training in float32 on %s", device)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
-        self.ema = None
-        if training.ema is not None:
-            average = get_ema_multi_avg_fn(training.ema.decay)
-            self.ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-        self.epoch = self.step_in_epoch = self.global_step = 0
-        self.running = _fresh_running()
-
-    def zero_grad(self) -> None:
-        """Clear the gradients of every optimizer."""
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
-
-    def count(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add a batch to the epoch's running loss and accuracy."""
-        self.running["loss_sum"] += float(loss.detach()) * len(targets)
-        self.running["correct"] += float((logits.detach().argmax(1) == targets).sum())
-        self.running["count"] += len(targets)
-
-    def mean_loss(self) -> float:
-        """The epoch's mean training loss so far."""
-        return self.running["loss_sum"] / max(self.running["count"], 1)
-
-    def step(self) -> None:
-        """One optimizer step: update, schedule, clip latent weights, average."""
-        for optimizer in self.optimizers:
-            self.scaler.step(optimizer)
-        self.scaler.update()
-        self.zero_grad()
-        for scheduler in self.schedulers:
-            scheduler.step()
-        if self.training.clip_latent_weights is not None:
-            clip_latent_weights(self.model, self.training.clip_latent_weights)
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        self.step_in_epoch += 1
-        self.global_step += 1
-
-    def next_epoch(self) -> None:
-        """Close the epoch: counters restart at its end."""
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.running = _fresh_running()
-
-    def learning_rate(self) -> float | None:
-        """The current learning rate of the first optimizer that has one."""
-        rates = (g["lr"] for o in self.optimizers for g in o.param_groups if "lr" in g)
-        return next(rates, None)
-
-    def evaluated_model(self) -> nn.Module:
-        """The model to evaluate: the EMA weights when enabled."""
-        return self.ema.module if self.ema is not None else self.model
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this stage exactly."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "schedulers": [s.state_dict() for s in self.schedulers],
-            "scaler": self.scaler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": checkpoint.rng_state(),
-            "stage": self.index,
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "running": dict(self.running),
-        }
-
-    def load(self, state: dict[str, Any], source: str) -> None:
-        """Restore :meth:`state_dict` (the random state last, as it was saved); what does
-        not fit this stage is a CheckpointError naming ``source``."""
-        fit_weights(self.model, state["model"], f"the model weights in {source}")
-        if self.ema is not None and state["ema"] is not None:
-            fit_weights(self.ema, state["ema"], f"the EMA weights in {source}")
-        parts = (
-            ("optimizer", self.optimizers, state["optimizers"]),
-            ("scheduler", self.schedulers, state["schedulers"]),
-        )
-        for kind, objects, saved in parts:
-            if len(saved) != len(objects):
-                raise checkpoint.CheckpointError(
-                    f"{source} holds {len(saved)} {kind} state(s), this stage has "
-                    f"{len(objects)} {kind}(s); resume with the recipe it was made with"
-                )
-            for target, entry in zip(objects, saved, strict=True):
-                _restore(target, entry, f"the {kind} state in {source}")
-        _restore(self.scaler, state["scaler"], f"the gradient scaler state in {source}")
-        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
-        self.global_step, self.running = state["global_step"], dict(state["running"])
-        try:
-            checkpoint.set_rng_state(state["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise checkpoint.CheckpointError(
-                f"the random state in {source} cannot be restored ({type(exc).__name__}: "
-                f"{exc}); the file was altered or damaged"
-            ) from None
-
-
-def _restore(target: Any, saved: dict[str, Any], what: str) -> None:
-    """``target.load_state_dict(saved)``, its failures reported as CheckpointErrors."""
-    try:
-        target.load_state_dict(saved)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise checkpoint.CheckpointError(
-            f"{what} does not fit this run ({type(exc).__name__}: {detail}); resume with the "
-            "recipe it was made with"
-        ) from None
-
-
-def _fresh_running() -> dict[str, float]:
-    return {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
 
 
 def evaluate(model: nn.Module, loader: DataLoader, world: World | None = None) -> dict[str, float]:
@@ -498,10 +401,9 @@ def evaluate(model: nn.Module, loader: DataLoader, world: World | None = None) -
 
 
 def _describe(record: dict[str, Any]) -> str:
-    text = (
-        f"[{record['stage']}] epoch {record['epoch']}: "
-        f"train loss {record['train_loss']:.4f}, acc {record['train_acc']:.2%}"
-    )
+    text = f"[{record['stage']}] epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
+    if "train_acc" in record:
+        text += f", acc {record['train_acc']:.2%}"
     if "eval_acc" in record:
         text += f"; eval loss {record['eval_loss']:.4f}, acc {record['eval_acc']:.2%}"
     if record.get("lr") is not None:

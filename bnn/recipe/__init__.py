@@ -27,54 +27,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import model_validator
 
-from bnn.training.layering import merge
-from bnn.training.spec import BinarizeField, DataSpec, RunConfig, TrainingSpec
+from bnn.recipe.layering import env_file, env_overrides, merge
+from bnn.recipe.sections import BinarizeField, DataSpec, RunConfig
+from bnn.recipe.stages import Stage, resolve_stages
 from bnn_core.config import BinarizeSpec, ModelSpec, load_yaml, validate_model
 from bnn_core.errors import BnnError
 
-
-class Stage(BaseModel):
-    """A resolved stage: its name, complete binarization and training settings."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    name: str
-    binarization: BinarizeSpec | None
-    training: TrainingSpec
-
-
-def resolve_stages(config: RunConfig, binarize: BinarizeSpec | None, builder: Any) -> list[Stage]:
-    """The stages ``config`` runs, each with its full binarization and training settings.
-    Without ``stages`` there is one stage, ``main``. A stage's ``training`` keys update the
-    base ``training`` section; its ``binarize`` (else ``binarize``) is completed with what
-    the model ``builder`` declares (``builder`` may be None for models built in Python).
-    Invalid stage training settings raise a ValidationError located at
-    ``stages.N.training``."""
-
-    def complete(spec: BinarizeSpec | None) -> BinarizeSpec | None:
-        if spec is None or builder is None:
-            return spec
-        return spec.completed(builder)
-
-    if not config.stages:
-        return [Stage(name="main", binarization=complete(binarize), training=config.training)]
-    stages = []
-    problems: list[Any] = []
-    base = config.training.model_dump(exclude_unset=True)
-    for index, stage in enumerate(config.stages):
-        try:
-            training = TrainingSpec.model_validate(merge(base, stage.training))
-        except ValidationError as exc:  # reported at their place: stages.N.training.KEY
-            where = ("stages", index, "training")
-            problems += [{**error, "loc": (*where, *error["loc"])} for error in exc.errors()]
-            continue
-        chosen = stage.binarize if "binarize" in stage.model_fields_set else binarize
-        stages.append(Stage(name=stage.name, binarization=complete(chosen), training=training))
-    if problems:
-        raise ValidationError.from_exception_data(type(config).__name__, problems)
-    return stages
+__all__ = ["Recipe", "Stage", "load_recipe", "prepare_recipe", "resolve_stages"]
 
 
 class Recipe(RunConfig):
@@ -140,3 +101,31 @@ def load_recipe(
     settings) and under ``overrides`` (``--set``); raises ConfigError listing every problem."""
     data = merge(merge(defaults or {}, load_yaml(path)), overrides or {})
     return validate_model(Recipe, data, str(path))
+
+
+def prepare_recipe(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    env: str | None = None,
+    exp_name: str | None = None,
+    seed: int | None = None,
+) -> tuple[Recipe, Path]:
+    """The recipe with its layers (environment file < recipe < ``overrides`` < flags) and
+    the run's output folder."""
+    defaults: dict[str, Any] = {}
+    project_root: Path | None = None
+    if env is not None:
+        defaults, project_root = env_overrides(env_file(env))
+    flags: dict[str, Any] = {}
+    if exp_name is not None:
+        flags["name"] = exp_name
+    if seed is not None:
+        flags["seed"] = seed
+    recipe = load_recipe(path, merge(overrides or {}, flags), defaults)
+    name = recipe.name or Path(path).stem
+    if recipe.name is None:
+        recipe = recipe.model_copy(update={"name": name})
+    output = recipe.output.folder(name)
+    if project_root is not None and not output.is_absolute():
+        output = project_root / output
+    return recipe, output
