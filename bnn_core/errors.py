@@ -65,9 +65,15 @@ class LayerMatchError(BnnError, ValueError):
     """A layer name or pattern given to the conversion engine matched no layer."""
 
 
+def plural(kind: str) -> str:
+    """The plural of a registry kind as the CLI spells it (``loss`` -> ``losses``)."""
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
 def _available_sentence(kind: str, available: list[str]) -> str:
     if not available:
         return f"No {kind} is registered at all."
     shown = ", ".join(available[:12])
     more = f" and {len(available) - 12} more" if len(available) > 12 else ""
-    return f"Registered {kind}s: {shown}{more} (`bnn list {kind}s` shows them all)."
+    kinds = plural(kind)
+    return f"Registered {kinds}: {shown}{more} (`bnn list {kinds}` shows them all)."

@@ -12,16 +12,18 @@ with a precise message when the contract is broken. Run them all with
         check("my_sign")          # a registered name, a class or Class.with_args(...)
 
 The contract: output shape and dtype follow the input; the output takes only the
-values its declared ``value_set`` allows; the backward pass equals the documented
-surrogate gradient (``expected_grad``) on a grid that includes 0 and +-1; options are
-validated (unknown keys rejected); the binarizer pickles, deep-copies and reloads its
-state; a BConfig using it round-trips through YAML.
+values its declared ``value_set`` allows, on inputs that include 0, -0.0 and tiny
+magnitudes; the backward pass equals the documented surrogate gradient
+(``expected_grad``) on a grid that includes 0 and +-1; options are validated (unknown
+keys rejected); the binarizer pickles, deep-copies and reloads its state; a BConfig
+using it round-trips through YAML.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import math
 import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -48,11 +50,31 @@ def _input_shape(layer: nn.Module) -> tuple[int, ...]:
 
 
 def grid_like(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A tensor of ``shape`` whose values sweep [-2, 2] and include -1, 0 and +1 exactly."""
-    count = int(torch.tensor(shape).prod())
+    """A tensor of ``shape`` whose values sweep [-2, 2] in shuffled order and include -1, 0
+    and +1 exactly (as many of them as it has room for)."""
+    count = math.prod(shape)
     base = torch.linspace(-2.0, 2.0, 401, dtype=torch.float64)
     values = base[torch.randperm(401, generator=torch.Generator().manual_seed(0))]
-    return values.repeat(count // 401 + 1)[:count].reshape(shape).to(dtype)
+    values = values.repeat(count // 401 + 1)[:count]
+    _spread(values, torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64))
+    return values.reshape(shape).to(dtype)
+
+
+def near_zero_values(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """0, -0.0 and tiny magnitudes of both signs in ``dtype``: 1e-7, 1e-30, a subnormal and
+    the smallest subnormal. A sign that is not defined with care at 0 shows it here."""
+    info = torch.finfo(dtype)
+    magnitudes = (1e-7, 1e-30, info.tiny / 2, info.tiny * info.eps)
+    values = [0.0, -0.0] + [sign * m for m in magnitudes for sign in (1.0, -1.0)]
+    return torch.tensor(values, dtype=dtype)
+
+
+def _spread(flat: torch.Tensor, values: torch.Tensor) -> None:
+    """Write ``values`` into the 1-d ``flat`` at evenly spread positions (as many as fit)."""
+    count = min(len(values), flat.numel())
+    if count:
+        positions = torch.linspace(0, flat.numel() - 1, count).round().long()
+        flat[positions] = values[:count].to(flat.dtype)
 
 
 def _factory(binarizer: BinarizerLike) -> BinarizerFactory:
@@ -116,47 +138,92 @@ def check_shape_and_dtype(binarizer: BinarizerLike) -> None:
             assert out.dtype == dtype, f"{where}: output dtype {out.dtype} != {dtype}"
 
 
+def _probe(role: str, layer: nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """The sample for ``role`` with :func:`near_zero_values` spread through it (its first
+    and last elements, -1 and +1, kept)."""
+    x = _sample(role, layer, dtype)
+    flat = x.view(-1)
+    if flat.numel() > 2:
+        _spread(flat[1:-1], near_zero_values(dtype))
+    return x
+
+
+def _number(value: float) -> str:
+    """``value`` short, keeping the sign of zero visible (``-0.0``)."""
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    return f"{value:.4g}"
+
+
+def _examples(x: torch.Tensor, out: torch.Tensor, where_bad: torch.Tensor, limit: int = 4) -> str:
+    """``input -> output`` for the first ``limit`` distinct pairs flagged in ``where_bad``."""
+    positions = where_bad.flatten().nonzero().flatten().tolist()
+    pairs = dict.fromkeys(
+        f"{_number(float(x.flatten()[i]))} -> {_number(float(out.flatten()[i]))}" for i in positions
+    )
+    shown = list(pairs)[:limit]
+    more = f" and {len(pairs) - limit} more" if len(pairs) > limit else ""
+    return "input -> output: " + ", ".join(shown) + more
+
+
 def _check_values(
-    value_set: str, out: torch.Tensor, role: str, where: str, bits: int | None = None
+    value_set: str,
+    x: torch.Tensor,
+    out: torch.Tensor,
+    role: str,
+    where: str,
+    bits: int | None = None,
 ) -> None:
-    values = set(out.detach().unique().tolist())
+    out = out.detach()
     if value_set == ValueSet.KBIT and bits:
         levels = 2**bits - 1
-        grid = out.detach().double() * levels
+        grid = out.double() * levels
         unipolar = (grid - grid.round()).abs().max() <= 1e-4 and grid.min() >= -1e-4
-        symmetric = (out.detach().double() + 1) / 2 * levels
+        symmetric = (out.double() + 1) / 2 * levels
         bipolar = (symmetric - symmetric.round()).abs().max() <= 1e-4
         assert bool(unipolar or bipolar), f"{where}: values are not on a {bits}-bit grid"
-        assert len(values) <= 2**bits, f"{where}: {len(values)} values for {bits} bits"
+        count = len(out.unique())
+        assert count <= 2**bits, f"{where}: {count} values for {bits} bits"
     allowed = {
-        ValueSet.BINARY: {-1.0, 1.0},
-        ValueSet.UNIPOLAR: {0.0, 1.0},
-        ValueSet.TERNARY: {-1.0, 0.0, 1.0},
+        ValueSet.BINARY: (-1.0, 1.0),
+        ValueSet.UNIPOLAR: (0.0, 1.0),
+        ValueSet.TERNARY: (-1.0, 0.0, 1.0),
     }.get(value_set)
     if allowed is not None:
-        assert values <= allowed, f"{where}: values {sorted(values)[:6]} outside {value_set}"
+        outside = ~torch.isin(out, torch.tensor(allowed, dtype=out.dtype))
+        assert not bool(outside.any()), (
+            f"{where}: output outside {value_set}; {_examples(x, out, outside)}"
+        )
     elif value_set == ValueSet.SCALED_BINARY:
-        channels = out.detach().abs().flatten(1) if role == WEIGHT else out.detach().abs()
+        channels = out.abs().flatten(1) if role == WEIGHT else out.abs()
         per_channel = channels.amax(dim=-1) - channels.amin(dim=-1)
         assert bool((per_channel <= 1e-6).all()), f"{where}: magnitudes vary within a channel"
-        assert bool((channels > 0).all()), f"{where}: zero in a scaled binary output"
+        zero = out == 0
+        assert not bool(zero.any()), (
+            f"{where}: zero in a scaled binary output; {_examples(x, out, zero)}"
+        )
 
 
 def check_value_set(binarizer: BinarizerLike) -> None:
-    """Input and weight outputs take only the values of the declared ``value_set``
-    (in training and in eval mode); an instance may declare its own (options can change
-    the value set, as ``ste_sign(sign_of_zero=0)`` does)."""
+    """Input and weight outputs take only the values of the declared ``value_set``, in
+    training and in eval mode, in float32 and float64, on inputs that include 0, -0.0 and
+    tiny magnitudes (:func:`near_zero_values`). An instance may declare its own value set
+    (options can change it, as ``ste_sign(sign_of_zero=0)`` does)."""
     factory = _factory(binarizer)
     for role, layer_name, layer, built in _cases(binarizer):
         value_set = getattr(built, "value_set", ValueSet.REAL)
         if role == OUTPUT:
             continue
-        for training in (True, False):
-            built.train(training)
-            out = _call(role, layer, built, _sample(role, layer, torch.float32))
-            mode = "train" if training else "eval"
-            where = f"{factory!r} as {role} on {layer_name} ({mode})"
-            _check_values(value_set, out, role, where, getattr(built, "bit_width", None))
+        for dtype in (torch.float32, torch.float64):
+            built = built.to(dtype)
+            for training in (True, False):
+                built.train(training)
+                x = _probe(role, layer, dtype)
+                out = _call(role, layer, built, x)
+                mode = "train" if training else "eval"
+                where = f"{factory!r} as {role} on {layer_name} ({mode}, {dtype})"
+                bits = getattr(built, "bit_width", None)
+                _check_values(value_set, x, out, role, where, bits)
 
 
 def check_surrogate_gradient(binarizer: BinarizerLike) -> None:

@@ -85,7 +85,7 @@ def _load(args: argparse.Namespace, folder: Path) -> tuple[Any, Any, str]:
     from bnn.deploy import export
     from bnn.deploy.bench import float_twin_from_metadata
     from bnn.deploy.source import float_twin, load_source
-    from bnn.runtime.executor import load
+    from bnn_runtime.executor import load
 
     path = Path(args.target)
     if path.suffix == PACK_SUFFIX:

@@ -17,6 +17,10 @@ KINDS = {
     "models": "model",
     "datasets": "dataset",
     "optimizers": "optimizer",
+    "losses": "loss",
+    "metrics": "metric",
+    "callbacks": "callback",
+    "lowerings": "lowering",
 }
 
 
@@ -56,17 +60,24 @@ def _describe(kind: str, entry: Any, conflicts: dict[str, Any]) -> dict[str, Any
 
         row.update(fields=get_bconfig(entry.name).model_dump(), summary=entry.summary)
     elif kind == "layer":
-        float_layer = entry.metadata["float_layer"]
-        float_name = (
-            float_layer
-            if isinstance(float_layer, str)
-            else f"{float_layer.__module__}:{float_layer.__qualname__}"
+        row.update(
+            float_layer=_reference(entry.metadata["float_layer"]), binary_layer=entry.reference
         )
-        row.update(float_layer=float_name, binary_layer=entry.reference)
+    elif kind == "lowering":
+        row["module_type"] = _reference(entry.metadata["module_type"])
+        row["lowering"] = entry.reference
+        if hasattr(target, "threshold"):  # a binarizer's fold: the roles it folds in
+            roles = (("input", target.threshold), ("weight", target.weight))
+            roles += (("output", target.output),)
+            row["lowering"] = "fold as " + ", ".join(r for r, how in roles if how)
     else:
         row.update(options=_options(target), summary=entry.summary)
     row["provider"] = entry.provider
     return row
+
+
+def _reference(obj: Any) -> str:
+    return obj if isinstance(obj, str) else f"{obj.__module__}:{obj.__qualname__}"
 
 
 def _field(fields: dict[str, Any], slot: str) -> str:
@@ -120,6 +131,9 @@ def run(name: str, args: argparse.Namespace) -> int:
     elif kind == "layer":
         columns = ("name", "float layer", "binary layer", "provider")
         table = [(r["name"], r["float_layer"], r["binary_layer"], r["provider"]) for r in rows]
+    elif kind == "lowering":
+        columns = ("module type", "lowering", "provider")
+        table = [(r["module_type"], r["lowering"], r["provider"]) for r in rows]
     else:
         columns = ("name", "options", "description", "provider")
         table = [(r["name"], _text(r["options"]), r["summary"], r["provider"]) for r in rows]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bnn.cli.output import print_json, print_table
+from bnn_core.errors import plural
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -54,7 +55,9 @@ def run(name: str, args: argparse.Namespace) -> int:
             i.distribution or "-",
             i.version or "-",
             i.module,
-            "\n".join(f"{kind}s: {_abbreviate(names)}" for kind, names in i.registered.items())
+            "\n".join(
+                f"{plural(kind)}: {_abbreviate(names)}" for kind, names in i.registered.items()
+            )
             or "-",
             i.status if i.status != "broken" else f"BROKEN: {i.error}",
         )
