@@ -23,7 +23,7 @@ COMMANDS = {
     "list-plugins": ("bnn.cli.plugins", "show installed plugins and what each registered"),
     "list": (
         "bnn.cli.listing",
-        "list registered binarizers, bconfigs, blocks, layers, models, datasets or optimizers",
+        "list registered components (binarizers, models, datasets, losses, lowerings, ...)",
     ),
     "validate": ("bnn.cli.configs", "check a config file and report every problem"),
     "config-schema": ("bnn.cli.configs", "print the JSON Schema of config files"),
