@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml runtime/pyproject.toml runtime/setup.py \
 		$(wildcard runtime/bnn_runtime/*.c runtime/bnn_runtime/*.h runtime/bnn_runtime/include/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./runtime -e '.[test,onnx]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./runtime -e '.[test,onnx,bench]'
 	touch $(STAMP)
 
 train: $(STAMP)

@@ -11,13 +11,18 @@ a switch (when the other runtime's idle threads are still spinning on the cores)
 not count. The speed-up is printed twice: the ratio of the two medians, and the median
 of the rounds' own ratios (paired blocks, run within a few tenths of a second of each
 other, so a slow spell of a shared machine weighs on both). Also timed: the float twin
-of the Bi-Real network itself (the same architecture without binarizers). Size: the
+of the Bi-Real network itself (the same architecture without binarizers). Peers: both
+float models also run in ONNX Runtime and OpenVINO, fp32 and int8 (ONNX Runtime's static
+QDQ quantization calibrated on a few random batches, run by both engines; see
+``bnn.deploy.peers``), in the same rounds with the same thread count, and a table gives
+how many times faster the packed network is than each (``--peers ''`` leaves them out;
+a missing package is a one-line note). Size: the
 exported file against ``torch.save(state_dict)`` of the float ResNet-18. Targets: >= 5x
 faster, <= 1/8 of the float checkpoint. The machine's load average is printed before
 and after, since other processes on the cores inflate both sides (multi-threaded runs
 the most)::
 
-    python benchmarks/whole_network.py --rounds 20 --threads 2
+    python benchmarks/whole_network.py --rounds 20 --threads 2   # peers: pip install -e .[bench]
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ import torchvision
 from timing import per_call  # benchmarks/timing.py, beside this script
 
 from bnn.deploy import export
+from bnn.deploy.peers import build_peers, parse_peer_names, random_calibration
 from bnn.deploy.source import float_twin
+from bnn_core.errors import ConfigError
 from bnn_core.registries import create_model
 from bnn_runtime import kernels
 from bnn_runtime.executor import load
@@ -56,30 +63,55 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--calls", type=int, default=5, help="calls of each per round")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--peers",
+        default="ort,ort-int8,ov,ov-int8",
+        help="engines to run both float models in too, comma-separated ('' for none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    try:
+        names = parse_peer_names(args.peers) if args.peers else ()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    peer_names = [name for name in names if name != "torch"]  # PyTorch is timed anyway
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     binary = create_model("resnet18_bireal", binarize=True).eval()
     reference = torchvision.models.resnet18().eval()
     twin = float_twin(binary)
+    calibration, described = random_calibration(SHAPE, batch=1)
+    peers: dict[str, list] = {}
+    notes: list[str] = []
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "resnet18_bireal.bnnpack"
         result = export(binary, path, SHAPE)
         network = load(path, threads=args.threads)
+        for label, model in (("torchvision ResNet-18", reference), ("Bi-Real float twin", twin)):
+            work = Path(folder) / label.split()[0]
+            work.mkdir()
+            built, missing = build_peers(model, SHAPE, args.threads, calibration, work, peer_names)
+            peers[label] = built
+            notes += [f"{label}: {note}" for note in missing]
     x = np.random.default_rng(0).standard_normal((1, *SHAPE), dtype=np.float32)
     tensor = torch.from_numpy(x)
+    engines = {f"{label} / {peer.engine}": peer for label, built in peers.items() for peer in built}
 
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {"packed": [], "torchvision": [], "twin": []}
+    times.update({name: [] for name in engines})
     with torch.no_grad():
         for _ in range(2):
             network(x), reference(tensor), twin(tensor)
+            for peer in engines.values():
+                peer.call(x)
         for _ in range(args.rounds):
             times["packed"].append(per_call(lambda: network(x), args.calls))
             times["torchvision"].append(per_call(lambda: reference(tensor), args.calls))
             times["twin"].append(per_call(lambda: twin(tensor), args.calls))
+            for name, peer in engines.items():
+                times[name].append(per_call(lambda peer=peer: peer.call(x), args.calls))
     load_after = os.getloadavg()
     median = {name: statistics.median(values) * 1e3 for name, values in times.items()}
     # Paired figure: each round's ratio uses two blocks run next to each other, so a slow
@@ -105,6 +137,24 @@ def main() -> None:
         "file_bytes": result.file_bytes,
         "float_checkpoint_bytes": float_checkpoint,
         "size_ratio": result.file_bytes / float_checkpoint,
+        "peers": [
+            {
+                "model": label,
+                "engine": peer.engine,
+                "ms": median[f"{label} / {peer.engine}"],
+                "speedup": median[f"{label} / {peer.engine}"] / median["packed"],
+                "paired_speedup": statistics.median(
+                    p / q
+                    for p, q in zip(times[f"{label} / {peer.engine}"], times["packed"], strict=True)
+                ),
+                "max_abs_diff": peer.max_abs_diff,
+                "top1_agreement": peer.top1_agreement,
+            }
+            for label, built in peers.items()
+            for peer in built
+        ],
+        "peer_calibration": described,
+        "peer_notes": notes,
     }
     if args.json:
         print(json.dumps(figures, indent=2))
@@ -128,6 +178,24 @@ def main() -> None:
         f"  file {result.file_bytes:,} B vs float checkpoint {float_checkpoint:,} B: "
         f"1/{1 / figures['size_ratio']:.1f} (target <= 1/8)"
     )
+    if figures["peers"] or notes:
+        print_peers(figures)
+
+
+def print_peers(figures: dict) -> None:
+    """The ratio table: how many times faster the packed network is than each peer."""
+    print(f"\npeers (int8 calibrated on {figures['peer_calibration']})")
+    width = max((len(peer["model"] + peer["engine"]) + 3 for peer in figures["peers"]), default=0)
+    print(f"  {'model / engine':<{width}} {'ms':>8}  packed is … faster (paired)  top-1 agrees")
+    for peer in figures["peers"]:
+        agreement = peer["top1_agreement"]
+        print(
+            f"  {peer['model'] + ' / ' + peer['engine']:<{width}} {peer['ms']:8.2f}  "
+            f"{peer['speedup']:17.2f}x ({peer['paired_speedup']:.2f}x)  "
+            f"{'-' if agreement is None else f'{agreement:.0%}':>12}"
+        )
+    for note in figures["peer_notes"]:
+        print(f"  not timed: {note}")
 
 
 if __name__ == "__main__":

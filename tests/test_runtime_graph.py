@@ -245,10 +245,12 @@ def test_export_command_with_onnx(capsys, tmp_path):
 
 
 def test_bench_command(capsys, lenet, tmp_path):
-    code, out, _ = run(capsys, "bench", "lenet5", "--rounds", "1", "--warmup", "0")
+    code, out, _ = run(capsys, "bench", "lenet5", "--rounds", "1", "--warmup", "0", "--no-peers")
     assert code == 0 and "whole network" in out and "conv2" in out and "binary_conv2d" in out
     _, path = lenet
-    code, out, _ = run(capsys, "bench", str(path), "--rounds", "2", "--json", "--threads", "1")
+    code, out, _ = run(
+        capsys, "bench", str(path), "--rounds", "2", "--json", "--threads", "1", "--no-peers"
+    )
     report = json.loads(out)
     assert code == 0 and report["rounds"] == 2 and report["threads"] == 1
     assert report["speedup"] == pytest.approx(report["torch_ms"] / report["runtime_ms"])
@@ -271,7 +273,7 @@ def test_bench_command(capsys, lenet, tmp_path):
 def test_bench_reports_a_bad_isa_switch_without_a_traceback(capsys, lenet, monkeypatch):
     _, path = lenet
     monkeypatch.setenv("BNN_RUNTIME_ISA", "sse9")
-    code, out, err = run(capsys, "bench", str(path), "--rounds", "1")
+    code, out, err = run(capsys, "bench", str(path), "--rounds", "1", "--no-peers")
     assert code == 2 and out == ""
     assert "BNN_RUNTIME_ISA='sse9' is not an ISA path" in err and "Traceback" not in err
 

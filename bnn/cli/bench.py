@@ -1,7 +1,9 @@
 """``bnn bench MODEL_OR_FILE``: per-layer and whole-network latency of the packed runtime
 against the float twin (the same network without binarizers, float32, eval) in
 PyTorch, measured interleaved in one process; medians and ratios (see
-:mod:`bnn.deploy.bench`)."""
+:mod:`bnn.deploy.bench`). Then the whole network against the engines a deployer would
+pick for the float twin, ONNX Runtime and OpenVINO in fp32 and int8, where installed
+(see :mod:`bnn.deploy.peers`)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,25 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bconfig", metavar="NAME", help="binarize a model name with this registered method"
     )
+    peers = parser.add_mutually_exclusive_group()
+    peers.add_argument(
+        "--peers",
+        metavar="NAMES",
+        nargs="?",
+        const="all",
+        default="all",
+        help="time the float twin in these engines too, comma-separated, from torch, ort, "
+        "ort-int8, ov, ov-int8 (default: all; ONNX Runtime and OpenVINO come with "
+        "pip install bnn-core[bench])",
+    )
+    peers.add_argument(
+        "--no-peers", dest="peers", action="store_const", const="", help="time no peers"
+    )
+    parser.add_argument(
+        "--calibrate",
+        metavar="RECIPE",
+        help="calibrate the int8 peers on this recipe's test split (default: random normal inputs)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -54,6 +75,7 @@ def run(name: str, args: argparse.Namespace) -> int:
 
     from bnn.cli.export import input_shape
     from bnn.deploy.bench import compare
+    from bnn.deploy.peers import parse_peer_names
     from bnn_core.errors import ConfigError
 
     for option, (least, most) in OPTION_RANGES.items():
@@ -61,6 +83,11 @@ def run(name: str, args: argparse.Namespace) -> int:
         if not least <= value <= most:
             kind = "a positive integer" if least else "0 or more"
             raise ConfigError(f"--{option} must be {kind} and at most {most:,}, got {value}")
+    peer_names = parse_peer_names(args.peers) if args.peers else ()
+    if args.calibrate:
+        from bnn.cli.paths import check_input_file
+
+        check_input_file(Path(args.calibrate), "the recipe to calibrate on (--calibrate)")
     with tempfile.TemporaryDirectory() as folder:
         network, float_model, description = _load(args, Path(folder))
         shape = (
@@ -70,12 +97,35 @@ def run(name: str, args: argparse.Namespace) -> int:
         )
         x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
         result = compare(network, float_model, x, args.rounds, args.warmup)
-    report = {"target": args.target, "source": description, **result.to_dict()}
+        report = {"target": args.target, "source": description, **result.to_dict()}
+        if peer_names:
+            report["peers"] = _race_peers(args, network, float_model, x, peer_names, Path(folder))
     if args.json:
         print_json(report)
         return 0
     _print_report(report)
     return 0
+
+
+def _race_peers(
+    args: argparse.Namespace,
+    network: Any,
+    float_model: Any,
+    x: Any,
+    names: tuple[str, ...],
+    folder: Path,
+) -> dict[str, Any]:
+    """The packed network against the peers ``names`` built from its float twin."""
+    from bnn.deploy.peers import build_peers, race, random_calibration, recipe_calibration
+
+    shape, batch = tuple(x.shape[1:]), int(x.shape[0])
+    if args.calibrate:
+        calibration, described = recipe_calibration(Path(args.calibrate), shape, batch)
+    else:
+        calibration, described = random_calibration(shape, batch)
+        described += " (--calibrate RECIPE: a recipe's test split)"
+    peers, notes = build_peers(float_model, shape, args.threads, calibration, folder, names)
+    return race(network, x, peers, args.rounds, args.warmup, described, notes).to_dict()
 
 
 def _load(args: argparse.Namespace, folder: Path) -> tuple[Any, Any, str]:
@@ -152,3 +202,60 @@ def _print_report(report: dict[str, Any]) -> None:
             f"({floats / packed:.2f}x); whole network {report['speedup']:.2f}x"
         )
     out.print(f"median of the rounds' own whole-network ratios: {report['paired_speedup']:.2f}x")
+    if report["batch"] > 1:
+        out.print(
+            f"throughput at batch {report['batch']}: packed {report['images_per_second']:,.0f} "
+            f"images/s, float {report['torch_images_per_second']:,.0f} images/s"
+        )
+    if "peers" in report:
+        _print_peers(report["peers"])
+
+
+def _print_peers(peers: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from bnn.cli.output import console
+
+    out = console()
+    out.print(
+        f"\nthe float twin in other engines, batch {peers['batch']}, {peers['threads']} threads, "
+        f"median of {peers['rounds']} interleaved rounds; int8: ONNX Runtime's static "
+        f"QDQ quantization (per-channel weights), run by both engines, calibrated on "
+        f"{peers['calibration']}",
+        soft_wrap=True,
+    )
+    table = Table(box=box.SIMPLE_HEAD)
+    for column, justify in (
+        ("engine", "left"),
+        ("ms", "right"),
+        ("images/s", "right"),
+        ("packed is … faster", "right"),
+        ("paired", "right"),
+        ("max |diff|", "right"),
+        ("top-1 same", "right"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column == "engine")  # type: ignore[arg-type]
+    table.add_row(
+        "packed runtime",
+        f"{peers['packed_ms']:.3f}",
+        f"{peers['packed_images_per_second']:,.0f}",
+        "",
+        "",
+        "",
+        "",
+    )
+    for peer in peers["peers"]:
+        agreement = peer["top1_agreement"]
+        table.add_row(
+            peer["engine"],
+            f"{peer['ms']:.3f}",
+            f"{peer['images_per_second']:,.0f}",
+            f"{peer['speedup']:.2f}x",
+            f"{peer['paired_speedup']:.2f}x",
+            f"{peer['max_abs_diff']:.2g}",
+            "-" if agreement is None else f"{agreement:.0%}",
+        )
+    out.print(table)
+    for note in peers["notes"]:
+        out.print(f"not timed: {note}", soft_wrap=True, markup=False)

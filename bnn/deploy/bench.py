@@ -177,6 +177,16 @@ class BenchResult:
         """Median over rounds of each round's float time over packed time."""
         return statistics.median(self.round_speedups)
 
+    @property
+    def images_per_second(self) -> float:
+        """The packed network's throughput at the timed batch."""
+        return self.batch * 1e3 / self.runtime_ms
+
+    @property
+    def torch_images_per_second(self) -> float:
+        """The float model's throughput at the timed batch."""
+        return self.batch * 1e3 / self.torch_ms
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
         return {
@@ -184,6 +194,8 @@ class BenchResult:
             "torch_ms": self.torch_ms,
             "speedup": self.speedup,
             "paired_speedup": self.paired_speedup,
+            "images_per_second": self.images_per_second,
+            "torch_images_per_second": self.torch_images_per_second,
             "round_speedups": self.round_speedups,
             "rounds": self.rounds,
             "threads": self.threads,
