@@ -17,11 +17,16 @@ SOURCES = [
     "bnn_runtime/_kernels_portable.c",
     "bnn_runtime/_kernels_avx2.c",
     "bnn_runtime/_kernels_avx512.c",
+    "bnn_runtime/_kernels_int8.c",
+    "bnn_runtime/_kernels_int8_portable.c",
+    "bnn_runtime/_kernels_int8_avx2.c",
+    "bnn_runtime/_kernels_int8_avx512vnni.c",
 ]
 HEADERS = [
     "bnn_runtime/include/bnn_runtime.h",
     "bnn_runtime/_kernels.h",
     "bnn_runtime/_kernels_pool.h",
+    "bnn_runtime/_kernels_int8.h",
 ]
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fvisibility=hidden", "-pthread"]
 

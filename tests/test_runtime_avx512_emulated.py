@@ -29,6 +29,7 @@ SELECTION = [
     "tests/test_runtime_fusion.py",
     "tests/test_runtime_float.py",
     "tests/test_export.py",
+    "tests/test_int8_kernels.py",
     "-k",
     "avx512 or zoo_model_runs or exchange_packed_bits or rprelu_bireal",
 ]

@@ -38,6 +38,20 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     )
     parser.set_defaults(float_dtype="float32")
     parser.add_argument(
+        "--float-layers",
+        choices=("float", "int8"),
+        default="float",
+        help="store the float convolutions and linear layers (stem, downsampling, "
+        "classifier) as float (the default) or as int8 weights with calibrated input "
+        "scales (needs --calibrate)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        metavar="RECIPE",
+        help="with --float-layers int8: calibrate the input scales on samples of this "
+        "recipe's training data",
+    )
+    parser.add_argument(
         "--onnx",
         action="store_true",
         help="also write the fake-binarized model as ONNX beside it (PATH with .onnx)",
@@ -101,9 +115,20 @@ def run(name: str, args: argparse.Namespace) -> int:
                 f"must not end in .onnx itself (got {output}); use a .bnnpack name"
             )
         check_output_file(output.with_suffix(".onnx"), "the ONNX file (--onnx)")
+    int8 = args.float_layers == "int8"
+    if int8 != (args.calibrate is not None):
+        raise ConfigError(
+            "--float-layers int8 and --calibrate RECIPE go together: int8 layers need input "
+            "scales calibrated on a recipe's training data, float layers need none"
+        )
     check_target(args.target)
     source = load_source(args.target, args.bconfig)
     shape = input_shape(args, source.input_shape)
+    calibration = None
+    if int8:
+        from bnn.deploy.int8 import recipe_batches
+
+        calibration = recipe_batches(Path(args.calibrate), shape)
     result = export(
         source.model,
         args.output,
@@ -111,8 +136,10 @@ def run(name: str, args: argparse.Namespace) -> int:
         float_dtype=args.float_dtype,
         name=source.name,
         source=source.metadata(),
+        float_layers=args.float_layers,
+        calibration=calibration,
     )
-    size = check_size(source.model, shape, result)
+    size = None if int8 else check_size(source.model, shape, result)
     onnx_path = None
     if args.onnx:
         onnx_path = export_onnx(source.model, Path(args.output).with_suffix(".onnx"), shape)
@@ -121,7 +148,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         "model": source.name,
         "input_shape": list(shape),
         **result.to_dict(),
-        "size": size.to_dict(),
+        "size": None if size is None else size.to_dict(),
         "onnx": None if onnx_path is None else str(onnx_path),
     }
     if args.json:
@@ -134,6 +161,29 @@ def run(name: str, args: argparse.Namespace) -> int:
 def _print_report(report: dict[str, Any]) -> None:
     size = report["size"]
     floats = report["nodes"] - report["binary_layers"]
+    print(f"exported {report['source']} to {report['path']}")
+    print(
+        f"  file          {report['file_bytes']:,} B ({_readable(report['file_bytes'])}): "
+        f"tensors {report['tensor_bytes']:,} B + header/metadata {report['metadata_bytes']:,} B"
+    )
+    if size is None:
+        print(
+            f"  int8          {report['int8_layers']} float convolution/linear layers stored "
+            "as int8 weights with calibrated input scales"
+        )
+    else:
+        _print_size(report)
+    print(
+        f"  graph         {report['nodes']} nodes: {report['binary_layers']} packed binary "
+        f"layers ({report['binary_weights']:,} 1-bit weights), {floats} float nodes; input "
+        f"{'x'.join(map(str, report['input_shape']))}"
+    )
+    if report["onnx"]:
+        print(f"  onnx          {report['onnx']}")
+
+
+def _print_size(report: dict[str, Any]) -> None:
+    size = report["size"]
     notes = []
     if size["merged_bytes"]:
         notes.append(f"- {size['merged_bytes']:,} B merged by folding batch norms")
@@ -143,23 +193,11 @@ def _print_report(report: dict[str, Any]) -> None:
         notes.append(f"+ {size['rounding_bytes']:,.3f} B rounding bits to bytes")
     reconciled = " ".join(notes)
     verdict = "match" if size["matches"] else "do NOT match"
-    print(f"exported {report['source']} to {report['path']}")
-    print(
-        f"  file          {report['file_bytes']:,} B ({_readable(report['file_bytes'])}): "
-        f"tensors {report['tensor_bytes']:,} B + header/metadata {report['metadata_bytes']:,} B"
-    )
     print(
         f"  bnn summary   predicts {size['predicted_bytes']:,.3f} B of parameters (1-bit "
         f"weights, floats as {report['float_dtype']}){' ' + reconciled if reconciled else ''}: "
         f"the tensors {verdict}"
     )
-    print(
-        f"  graph         {report['nodes']} nodes: {report['binary_layers']} packed binary "
-        f"layers ({report['binary_weights']:,} 1-bit weights), {floats} float nodes; input "
-        f"{'x'.join(map(str, report['input_shape']))}"
-    )
-    if report["onnx"]:
-        print(f"  onnx          {report['onnx']}")
 
 
 def _readable(size: float) -> str:

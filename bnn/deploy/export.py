@@ -11,7 +11,7 @@ reduced to 1-bit weights with a per-channel output transform
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,11 +22,13 @@ from torch import nn
 
 from bnn.deploy.capture import Captured, capture
 from bnn.deploy.errors import ExportError
+from bnn.deploy.int8 import calibrate, quantize
 from bnn.deploy.passes import optimise
 from bnn_runtime import format as pack_format
 from bnn_runtime.graph import OPS, Graph
 
 FloatDtype = Literal["float32", "float16"]
+FloatLayers = Literal["float", "int8"]
 FLOAT_DTYPES: dict[str, type] = {"float32": np.float32, "float16": np.float16}
 
 
@@ -45,6 +47,7 @@ class ExportResult:
     binary_weights: int
     added_values: int
     merged_values: int
+    int8_layers: int = 0
 
     @property
     def metadata_bytes(self) -> int:
@@ -69,6 +72,7 @@ class ExportResult:
             "binary_weights": self.binary_weights,
             "added_values": self.added_values,
             "merged_values": self.merged_values,
+            "int8_layers": self.int8_layers,
         }
 
 
@@ -105,6 +109,8 @@ def export(
     float_dtype: FloatDtype = "float32",
     name: str | None = None,
     source: Mapping[str, Any] | None = None,
+    float_layers: FloatLayers = "float",
+    calibration: Iterable[Any] | None = None,
 ) -> ExportResult:
     """Write ``model`` (binarized; any training mode, restored afterwards) to ``path``.
 
@@ -112,20 +118,32 @@ def export(
     tensor, batch first); the graph records the shapes it gives. Binary weights are
     stored 1 bit each, every other tensor as ``float_dtype``. ``name`` and ``source``
     (for example ``{"model": {"name": "lenet5", "options": {}}}``, which ``bnn bench``
-    uses to rebuild the float twin) go into the header's metadata. Raises
+    uses to rebuild the float twin) go into the header's metadata. With ``float_layers=
+    "int8"`` the float convolutions and linear layers are stored with int8 weights and
+    input scales calibrated on ``calibration`` (batches of sample inputs, batch first;
+    :mod:`bnn.deploy.int8`). Raises
     :class:`ExportError` naming the layer when a binarizer or an operation cannot run
     in the packed runtime.
     """
     if float_dtype not in FLOAT_DTYPES:
         raise ExportError(f"float_dtype must be float32 or float16, got {float_dtype!r}")
+    if float_layers not in ("float", "int8"):
+        raise ExportError(f"float_layers must be float or int8, got {float_layers!r}")
+    if float_layers == "int8" and calibration is None:
+        raise ExportError("float_layers='int8' needs calibration batches of sample inputs")
     captured = build_graph(model, input_shape)
     tensors = stored_tensors(captured, float_dtype)
+    int8_layers = 0
+    if float_layers == "int8":
+        int8_layers = quantize(captured, calibrate(captured, calibration or [], tensors))
+        tensors = stored_tensors(captured, float_dtype)
     from bnn import __version__
 
     metadata = {
         "producer": f"bnn-core {__version__}",
         "model": name or type(model).__name__,
         "float_dtype": float_dtype,
+        "float_layers": float_layers,
         "source": dict(source or {}),
     }
     written = pack_format.write(path, captured.graph, tensors, metadata)
@@ -139,12 +157,13 @@ def export(
         binary_weights=bits,
         added_values=captured.added,
         merged_values=captured.merged,
+        int8_layers=int8_layers,
     )
 
 
 def stored_tensors(captured: Captured, float_dtype: FloatDtype) -> dict[str, Any]:
-    """The tensors as the file stores them: binary weights as bits, the rest as
-    ``float_dtype``, in the order the nodes use them."""
+    """The tensors as the file stores them: binary weights as bits, int8 weights as
+    int8, the rest as ``float_dtype``, in the order the nodes use them."""
     dtype = FLOAT_DTYPES[float_dtype]
     tensors: dict[str, Any] = {}
     for node in captured.graph.nodes:
@@ -152,6 +171,8 @@ def stored_tensors(captured: Captured, float_dtype: FloatDtype) -> dict[str, Any
             array = captured.arrays[name]
             if OPS[node.op].binary and role == "weight":
                 tensors[name] = pack_format.BitTensor.from_signs(array)
+            elif array.dtype == np.int8:
+                tensors[name] = array
             else:
                 tensors[name] = np.ascontiguousarray(array, dtype=dtype)
     return tensors

@@ -19,7 +19,7 @@ LIBRARY_STEM = "_libkernels"
 
 #: ``BNN_ABI_VERSION`` of the header this module mirrors; a library reporting another
 #: version (or none) is not used.
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # The ISA paths in the order of the C enum (BNN_ISA_PORTABLE = 0, ...).
 ISAS: tuple[str, ...] = ("portable", "avx2", "avx512")
@@ -131,6 +131,12 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.bnn_float_conv2d.argtypes = [ctypes.POINTER(Window), _PTR, _PTR, _PTR, _I64, _PTR]
     lib.bnn_float_conv2d.argtypes += [_I64, _I64]
     lib.bnn_float_conv2d.restype = ctypes.c_int
+    lib.bnn_qgemm_width.argtypes = [_I64]
+    lib.bnn_qgemm_width.restype = ctypes.c_int
+    # a, m, k, panels, o, wsum, zero_point, multiplier, bias, y, isa, threads
+    lib.bnn_qgemm.argtypes = [_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _PTR, _PTR, _PTR]
+    lib.bnn_qgemm.argtypes += [_I64, _I64]
+    lib.bnn_qgemm.restype = ctypes.c_int
     lib.bnn_parallel_callback.argtypes = [_I64, CALLBACK]
     lib.bnn_parallel_callback.restype = None
     return lib

@@ -4,7 +4,8 @@ returned :class:`Network` maps NCHW float32 arrays to outputs.
 
 Planning converts what the file stores into what each step computes with: binary
 weights into prepared kernel layers (:mod:`bnn_runtime.layers`), float convolution
-weights into im2col matrices (:mod:`bnn_runtime.steps`), float16 tensors into float32.
+weights into im2col matrices (:mod:`bnn_runtime.steps`), int8 layers' scales into
+their factors (:mod:`bnn_runtime.int8_steps`), float16 tensors into float32.
 Where a binary layer's only consumer is another binary layer, the first one emits
 packed bits (thresholded with the second one's input threshold) and the second one
 reads them, so the float activation between them is never materialised; and a
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn_runtime import blas, float_ops, fusion, kernels, layers, reference, validate
+from bnn_runtime import blas, float_ops, fusion, int8_steps, kernels, layers, reference, validate
 from bnn_runtime.errors import RuntimeFormatError, RuntimeInputError
 from bnn_runtime.format import BitTensor, Pack, read
 from bnn_runtime.graph import OPS, Graph, Node
@@ -155,6 +156,11 @@ class Network:
         try:
             if OPS[node.op].binary:
                 step = self._binary(node, tensors[node.tensors["weight"]], tensors, epilogue)
+            elif node.op in int8_steps.PLANNERS:
+                weight = tensors[node.tensors["weight"]]
+                floats = self._floats(node, tensors)
+                planner = int8_steps.PLANNERS[node.op]
+                step = planner(node.attrs, weight, floats, self._float_threads)
             else:
                 planner = PLANNERS[node.op]
                 step = planner(node.attrs, self._floats(node, tensors), self._float_threads)

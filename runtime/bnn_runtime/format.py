@@ -14,8 +14,8 @@ Layout (all integers little-endian)::
                tensor blobs, each at a multiple of 16 from the data section's start
     last 32    SHA-256 of every byte before it
 
-Each entry of ``tensors`` in the header gives ``dtype`` (``float32``, ``float16`` or
-``bits``), ``shape``, ``offset`` (from the start of the data section) and ``nbytes``.
+Each entry of ``tensors`` in the header gives ``dtype`` (``float32``, ``float16``,
+``int8`` or ``bits``), ``shape``, ``offset`` (from the start of the data section) and ``nbytes``.
 A ``bits`` tensor holds signs, 1 bit each: element ``i`` of the row-major flattened
 tensor is bit ``i % 8`` of byte ``i // 8`` (little-endian bit order), 1 meaning +1;
 ``nbytes = ceil(elements / 8)``. Binary weights are stored with shape
@@ -49,6 +49,8 @@ ALIGNMENT = 16
 DIGEST_BYTES = 32
 _PREAMBLE = struct.Struct("<8sIIQQ")
 FLOAT_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+#: Every dtype stored one value per element (``bits`` packs eight signs per byte).
+VALUE_DTYPES = {**FLOAT_DTYPES, "int8": np.dtype("i1")}
 
 
 @dataclass(frozen=True)
@@ -134,17 +136,21 @@ def _aligned(offset: int) -> int:
 def _blob(tensor: Stored) -> tuple[str, bytes]:
     if isinstance(tensor, BitTensor):
         return "bits", tensor.data.tobytes()
+    if tensor.dtype == np.int8:
+        return "int8", np.ascontiguousarray(tensor).tobytes()
     for name, dtype in FLOAT_DTYPES.items():
         if tensor.dtype.kind == "f" and tensor.dtype.itemsize == dtype.itemsize:
             return name, np.ascontiguousarray(tensor, dtype=dtype).tobytes()
-    raise TypeError(f"cannot store a tensor of dtype {tensor.dtype} (float32, float16 or bits)")
+    raise TypeError(
+        f"cannot store a tensor of dtype {tensor.dtype} (float32, float16, int8 or bits)"
+    )
 
 
 def write(
     path: str | Path, graph: Graph, tensors: Mapping[str, Stored], metadata: Mapping[str, Any]
 ) -> WriteResult:
     """Write ``graph`` and ``tensors`` to ``path`` atomically (temporary file, then
-    rename). Float tensors keep their dtype (float32 or float16)."""
+    rename). Float tensors keep their dtype (float32 or float16), int8 ones stay int8."""
     path = Path(path)
     graph.check(tensors)
     entries: dict[str, dict[str, Any]] = {}
@@ -303,8 +309,10 @@ def _entry(path: Path, name: str, entry: Any) -> Entry:
             "'offset' and 'nbytes'"
         )
     dtype, shape, offset, nbytes = (entry[k] for k in ("dtype", "shape", "offset", "nbytes"))
-    if type(dtype) is not str or (dtype != "bits" and dtype not in FLOAT_DTYPES):
-        raise RuntimeFormatError(f"{where} has an unknown dtype {dtype!r} (float32, float16, bits)")
+    if type(dtype) is not str or (dtype != "bits" and dtype not in VALUE_DTYPES):
+        raise RuntimeFormatError(
+            f"{where} has an unknown dtype {dtype!r} (float32, float16, int8, bits)"
+        )
     limit = validate.MAX_ELEMENTS
     if (
         type(shape) is not list
@@ -322,7 +330,7 @@ def _entry(path: Path, name: str, entry: Any) -> Entry:
     if offset % ALIGNMENT:
         raise RuntimeFormatError(f"{where}: its offset {offset} is not a multiple of {ALIGNMENT}")
     count = math.prod(shape)
-    expected = (count + 7) // 8 if dtype == "bits" else count * FLOAT_DTYPES[dtype].itemsize
+    expected = (count + 7) // 8 if dtype == "bits" else count * VALUE_DTYPES[dtype].itemsize
     if nbytes != expected:
         raise RuntimeFormatError(
             f"{where} ({dtype}, shape {shape}) does not fit its {nbytes} bytes: it needs {expected}"
@@ -351,4 +359,4 @@ def _tensor(entry: Entry, data: bytes, data_start: int) -> Stored:
     blob = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=data_start + offset)
     if dtype == "bits":
         return BitTensor(shape, blob)
-    return blob.view(FLOAT_DTYPES[dtype]).reshape(shape)
+    return blob.view(VALUE_DTYPES[dtype]).reshape(shape)

@@ -41,11 +41,18 @@ def _spec(
 
 _CONV = ("kernel_size", "stride", "padding", "groups", "in_channels", "out_channels")
 _POOL = ("kernel_size", "stride", "padding", "ceil_mode")
+_QUANTIZED = ("input_scale", "input_zero_point")
 
-#: Every operation of format version 1 (docs/deploy.md describes each one).
+#: Every operation of format version 1 (docs/deploy.md describes each one); ``qconv2d``
+#: and ``qlinear`` are ``conv2d`` and ``linear`` with int8 weights and a quantized input
+#: (:mod:`bnn_runtime.int8_reference` defines their arithmetic).
 OPS: dict[str, OpSpec] = {
     "conv2d": _spec(1, (*_CONV, "dilation"), ["weight"], ["bias"]),
     "linear": _spec(1, ["in_features", "out_features"], ["weight"], ["bias"]),
+    "qconv2d": _spec(1, (*_CONV, "dilation", *_QUANTIZED), ["weight", "weight_scale"], ["bias"]),
+    "qlinear": _spec(
+        1, ["in_features", "out_features", *_QUANTIZED], ["weight", "weight_scale"], ["bias"]
+    ),
     "binary_conv2d": _spec(
         1, (*_CONV, "pad_value"), ["weight"], ["scale", "bias", "threshold"], binary=True
     ),

@@ -23,6 +23,9 @@ Limits (no real network comes near them):
 ``MAX_ELEMENTS``           2**31 - 1    elements of a tensor, of a feature vector, of
                                         any activation of one sample, of its padded
                                         copy and of a float convolution's im2col rows
+``MAX_INT8_DEPTH``         65,536       products summed into one int32 accumulator of a
+                                        ``qconv2d`` or ``qlinear`` (127 * 128 each, so
+                                        no sum can overflow)
 =========================  ===========  ==================================================
 
 :func:`infer_shapes` is also what a network runs, once per new input height and width,
@@ -51,9 +54,13 @@ MAX_SIZE = 1 << 16
 MAX_KERNEL = 1 << 10
 MAX_PADDING = 1 << 12
 MAX_ELEMENTS = (1 << 31) - 1
+MAX_INT8_DEPTH = 1 << 16
+#: The quantized input of ``qconv2d`` and ``qlinear`` holds 7-bit values, [0, 127].
+INT8_INPUT_MAX = 127
 
 FLOAT_DTYPES = ("float32", "float16")
 BITS = "bits"
+INT8 = "int8"
 
 Shape = tuple[int, ...]
 #: A stored tensor as the checks see it: its dtype name and shape.
@@ -102,6 +109,10 @@ def _finite(value: Any) -> bool:
 
 BOOL = Rule("a boolean (true or false)", lambda v: type(v) is bool)
 NUMBER = Rule("a finite number", _finite)
+SCALE = Rule(
+    "a number in [1e-30, 1e30]",
+    lambda v: (_is_int(v) or type(v) is float) and 1e-30 <= v <= 1e30,
+)
 PAD_VALUE = Rule("one of 0, 1 and -1", lambda v: _is_int(v) and v in (0, 1, -1))
 DIVISOR = Rule(
     f"null or an int in [1, {MAX_ELEMENTS}]",
@@ -125,6 +136,7 @@ _CONV = {
     "groups": _int(1, MAX_SIZE),
 }
 _LINEAR = {"in_features": _int(1, MAX_ELEMENTS), "out_features": _int(1, MAX_ELEMENTS)}
+_QUANTIZED = {"input_scale": SCALE, "input_zero_point": _int(0, INT8_INPUT_MAX)}
 _POOL = {
     "kernel_size": _pair(1, MAX_KERNEL),
     "stride": _pair(1, MAX_SIZE),
@@ -136,7 +148,9 @@ _POOL = {
 ATTRIBUTES: dict[str, dict[str, Rule]] = {
     "conv2d": {**_CONV, "dilation": _pair(1, MAX_KERNEL)},
     "binary_conv2d": {**_CONV, "pad_value": PAD_VALUE},
+    "qconv2d": {**_CONV, "dilation": _pair(1, MAX_KERNEL), **_QUANTIZED},
     "linear": _LINEAR,
+    "qlinear": {**_LINEAR, **_QUANTIZED},
     "binary_linear": _LINEAR,
     "leaky_relu": {"negative_slope": NUMBER},
     "hardtanh": {"min_val": NUMBER, "max_val": NUMBER, "slope": NUMBER},
@@ -187,17 +201,17 @@ class _Tensors:
         name = self.node.tensors.get(role)
         return None if name is None else self.specs[name][1]
 
-    def expect(self, role: str, *shapes: Shape, bits: bool = False) -> None:
-        """Unless the node lacks ``role``: its tensor is ``bits`` (or a float tensor)
-        with one of ``shapes``."""
+    def expect(self, role: str, *shapes: Shape, bits: bool = False, int8: bool = False) -> None:
+        """Unless the node lacks ``role``: its tensor is ``bits``, ``int8`` or (neither
+        asked) a float tensor, with one of ``shapes``."""
         name = self.node.tensors.get(role)
         if name is None:
             return
         dtype, shape = self.specs[name]
-        kind_ok = dtype == BITS if bits else dtype in FLOAT_DTYPES
-        if kind_ok and shape in shapes:
+        kinds = (BITS,) if bits else (INT8,) if int8 else FLOAT_DTYPES
+        if dtype in kinds and shape in shapes:
             return
-        kind = "bits" if bits else "float32 or float16"
+        kind = " or ".join(kinds)
         wanted = " or ".join(str(list(s)) for s in shapes)
         raise Invalid(
             f"tensor {role!r} ({name!r}) must be {kind} of shape {wanted}, "
@@ -249,6 +263,15 @@ def _spatial(
     return out
 
 
+def _depth(depth: int) -> None:
+    """An int8 node sums ``depth`` products into each int32 accumulator."""
+    if depth > MAX_INT8_DEPTH:
+        raise Invalid(
+            f"each output sums {depth:,} int8 products, over {MAX_INT8_DEPTH:,} (its int32 "
+            "accumulator could overflow)"
+        )
+
+
 def _conv2d(node: Node, shapes: list[Shape], tensors: _Tensors) -> Shape:
     attrs = node.attrs
     c, h, w = _rank3(shapes[0], node.op)
@@ -266,6 +289,11 @@ def _conv2d(node: Node, shapes: list[Shape], tensors: _Tensors) -> Shape:
     if node.op == "conv2d":
         tensors.expect("weight", (o, c // g, *kernel))
         _elements((oh, ow, *kernel, c // g), "its im2col matrix")
+    elif node.op == "qconv2d":
+        _depth(kernel[0] * kernel[1] * (c // g))
+        tensors.expect("weight", (o, c // g, *kernel), int8=True)
+        tensors.expect("weight_scale", (o,))
+        _elements((oh, ow, *kernel, c // g), "its im2col matrix")
     else:
         tensors.expect("weight", (o, *kernel, c // g), bits=True)
         tensors.expect("scale", (o,))
@@ -281,7 +309,12 @@ def _linear(node: Node, shapes: list[Shape], tensors: _Tensors) -> Shape:
     o = attrs["out_features"]
     _elements((o, features), "its weight")
     binary = node.op == "binary_linear"
-    tensors.expect("weight", (o, features), bits=binary)
+    if node.op == "qlinear":
+        _depth(features)
+        tensors.expect("weight", (o, features), int8=True)
+        tensors.expect("weight_scale", (o,))
+    else:
+        tensors.expect("weight", (o, features), bits=binary)
     tensors.expect("bias", (o,))
     if binary:
         tensors.expect("scale", (o,))
@@ -415,8 +448,10 @@ def _checked(shape: Shape) -> Shape:
 #: For every operation: its output shape from its input shapes, attributes and tensors.
 SHAPES: dict[str, Callable[[Node, list[Shape], _Tensors], Shape]] = {
     "conv2d": _conv2d,
+    "qconv2d": _conv2d,
     "binary_conv2d": _conv2d,
     "linear": _linear,
+    "qlinear": _linear,
     "binary_linear": _linear,
     "channel_affine": _per_channel,
     "spatial_scale": _spatial_scale,

@@ -176,10 +176,16 @@ def replace_attributes(rng: random.Random, parts: Parts) -> str | None:
     return f"node {_name(node)}: attrs replaced by {_short(value)}"
 
 
+#: The tensor dtypes of the format, which retyping and refilling draw from.
+DTYPES = ("bits", "int8", "float16", "float32")
+
+
 def _float_data(rng: random.Random, dtype: str, count: int) -> bytes:
     generator = np.random.default_rng(rng.getrandbits(32))
     if dtype == "bits":
         return generator.integers(0, 256, (count + 7) // 8, dtype=np.uint8).tobytes()
+    if dtype == "int8":
+        return generator.integers(-128, 128, count, dtype=np.int8).tobytes()
     values = generator.standard_normal(count).astype("<f2" if dtype == "float16" else "<f4")
     return values.tobytes()
 
@@ -193,13 +199,15 @@ def _append_blob(parts: Parts, blob: bytes) -> int:
 
 
 def _nbytes(dtype: str, count: int) -> int:
-    return (count + 7) // 8 if dtype == "bits" else count * (2 if dtype == "float16" else 4)
+    if dtype == "bits":
+        return (count + 7) // 8
+    return count * {"int8": 1, "float16": 2}.get(dtype, 4)
 
 
 def _valid_entry(entry: Any) -> bool:
     return (
         isinstance(entry, dict)
-        and entry.get("dtype") in ("bits", "float16", "float32")
+        and entry.get("dtype") in DTYPES
         and isinstance(entry.get("shape"), list)
         and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"])
     )
@@ -243,7 +251,7 @@ def retype_tensor(rng: random.Random, parts: Parts) -> str | None:
     name = rng.choice(sorted(tensors))
     entry = tensors[name]
     old = entry["dtype"]
-    new = rng.choice([d for d in ("bits", "float16", "float32") if d != old])
+    new = rng.choice([d for d in DTYPES if d != old])
     count = math.prod(entry["shape"])
     if count > MAX_NEW_ELEMENTS:
         return None
@@ -286,7 +294,9 @@ def refill_tensor(rng: random.Random, parts: Parts) -> str | None:
     tensors = {
         k: v
         for k, v in _tensors(parts).items()
-        if _valid_entry(v) and v["dtype"] != "bits" and isinstance(v.get("offset"), int)
+        if _valid_entry(v)
+        and v["dtype"] in ("float16", "float32")
+        and isinstance(v.get("offset"), int)
     }
     if not tensors:
         return None

@@ -2,7 +2,8 @@
 that between them hold every operation of the format, a packed edge between binary
 linear and between binary convolution layers, binary convolutions with a fused
 shortcut and PReLU / RPReLU, grouped and depthwise float convolutions, a ``pad_value``
-of +1 and float16 tensors. Inputs are tiny, so one file loads and runs in milliseconds.
+of +1, float16 tensors and int8 float layers (``qconv2d``, ``qlinear``). Inputs are
+tiny, so one file loads and runs in milliseconds.
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ SEEDS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], str]] = {
 }
 
 
+#: name -> (model builder, one sample's input shape): exported with int8 float layers,
+#: calibrated on a few random batches.
+INT8_SEEDS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
+    "int8_float_ops": (_float_ops, (4, 13, 11)),
+    "int8_bireal": (
+        lambda: randomise(create_model("resnet8_bireal", binarize=True, width=8)),
+        (1, 16, 16),
+    ),
+}
+
+
 def export_seeds(directory: Path) -> dict[str, Path]:
     """Export every seed network into ``directory``; returns name -> file."""
     files = {}
@@ -90,6 +102,12 @@ def export_seeds(directory: Path) -> dict[str, Path]:
         torch.manual_seed(0)
         path = directory / f"{name}.bnnpack"
         export(build(), path, shape, float_dtype=dtype, name=name)  # type: ignore[arg-type]
+        files[name] = path
+    for name, (build, shape) in INT8_SEEDS.items():
+        torch.manual_seed(0)
+        path = directory / f"{name}.bnnpack"
+        batches = [torch.randn(4, *shape) for _ in range(2)]
+        export(build(), path, shape, name=name, float_layers="int8", calibration=batches)
         files[name] = path
     return files
 

@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 /* The version of this interface: the library and its callers must agree on it. */
-#define BNN_ABI_VERSION 1
+#define BNN_ABI_VERSION 2
 
 #if defined(_WIN32)
 #define BNN_API __declspec(dllexport)
@@ -136,6 +136,23 @@ BNN_API int bnn_prelu(const float *x, int64_t rows, int64_t c, const float *shif
 /* y [n, cols, rows] = the transpose of each of the n matrices x [n, rows, cols]. */
 BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols, float *y,
                           int64_t threads);
+
+/* ---- int8 operations -------------------------------------------------------------------- */
+
+/* The width of the weight panels bnn_qgemm reads on path isa (1, 8 or 16 output
+ * channels), or a negative status for a path that does not exist or this CPU lacks. */
+BNN_API int bnn_qgemm_width(int64_t isa);
+/* y [m, o] = (float)acc * multiplier[j] + bias[j] (bias NULL: no sum), where acc = sum over
+ * i < k of (a[r, i] - zero_point) * w[j, i] in int32, for the 7-bit activations a [m, k]
+ * (uint8 in [0, 127]: any byte above 127 is BNN_EINVAL) and int8 weights w [o, k], given
+ * as panels of width = bnn_qgemm_width(isa) channels, [ceil(o / width)][ceil(k / 4)][width]
+ * [4] bytes (w[j, i] at ((j / width * ceil(k / 4) + i / 4) * width + j % width) * 4 + i % 4,
+ * zero beyond o and k), with wsum [o] = the sums of each channel's weights; rounded to
+ * float after the product and after the sum (bnn_runtime.int8_reference). 1 <= k <=
+ * 65536, zero_point in [0, 127]; y does not overlap the other arrays. */
+BNN_API int bnn_qgemm(const uint8_t *a, int64_t m, int64_t k, const int8_t *panels, int64_t o,
+                      const int32_t *wsum, int64_t zero_point, const float *multiplier,
+                      const float *bias, float *y, int64_t isa, int64_t threads);
 
 #ifdef __cplusplus
 }
