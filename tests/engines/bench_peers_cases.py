@@ -20,7 +20,7 @@ from bnn_core.registries import create_model
 from bnn_runtime.executor import load
 
 SHAPE = (1, 28, 28)
-RECIPE = Path(__file__).parents[1] / "recipes" / "default.yaml"
+RECIPE = Path(__file__).parents[2] / "recipes" / "default.yaml"
 
 
 @pytest.fixture(scope="module")

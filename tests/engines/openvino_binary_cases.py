@@ -18,7 +18,7 @@ from bnn_runtime import kernels
 
 pytest.importorskip("openvino")
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture
