@@ -63,7 +63,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calibrate",
         metavar="RECIPE",
-        help="calibrate the int8 peers on this recipe's test split (default: random normal inputs)",
+        help="calibrate the int8 peers on this recipe's training split "
+        "(default: random normal inputs)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -123,7 +124,7 @@ def _race_peers(
         calibration, described = recipe_calibration(Path(args.calibrate), shape, batch)
     else:
         calibration, described = random_calibration(shape, batch)
-        described += " (--calibrate RECIPE: a recipe's test split)"
+        described += " (--calibrate RECIPE: a recipe's training split)"
     peers, notes = build_peers(float_model, shape, args.threads, calibration, folder, names)
     return race(network, x, peers, args.rounds, args.warmup, described, notes).to_dict()
 

@@ -207,24 +207,7 @@ def recipe_batches(
     recipe: Path, input_shape: tuple[int, ...], samples: int = CALIBRATION_SAMPLES
 ) -> list[np.ndarray]:
     """Calibration batches: ``samples`` samples spread evenly over the training split of
-    ``recipe``'s dataset. A recipe without data, an empty split or samples of another
-    shape than ``input_shape`` is a :class:`~bnn_core.errors.ConfigError`."""
-    from bnn.recipe import prepare_recipe
-    from bnn_core.errors import ConfigError
+    ``recipe``'s dataset (:func:`bnn.deploy.calibration.recipe_samples`)."""
+    from bnn.deploy.calibration import recipe_samples
 
-    loaded, _ = prepare_recipe(recipe)
-    if loaded.data is None:
-        raise ConfigError(f"--calibrate {recipe}: the recipe has no 'data' section to calibrate on")
-    spec = loaded.data.dataset
-    data = spec.build(split="train")
-    if len(data) == 0:
-        raise ConfigError(f"--calibrate {recipe}: the training split of {spec.name} is empty")
-    count = min(samples, len(data))
-    picked = [np.asarray(data[i * len(data) // count][0], dtype=np.float32) for i in range(count)]
-    if picked[0].shape != tuple(input_shape):
-        raise ConfigError(
-            f"--calibrate {recipe}: the samples of {spec.name} have shape {list(picked[0].shape)}, "
-            f"the exported model takes {list(input_shape)}; give a recipe whose dataset fits "
-            "the model, or --input-shape"
-        )
-    return [np.stack(picked[i : i + CALIBRATION_BATCH]) for i in range(0, count, CALIBRATION_BATCH)]
+    return recipe_samples(recipe, input_shape, samples, CALIBRATION_BATCH)[0]

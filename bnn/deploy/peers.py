@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from bnn.deploy.bench import _block
+from bnn.deploy.calibration import recipe_samples
 from bnn_core.errors import ConfigError
 from bnn_runtime.executor import Network
 
@@ -75,29 +76,9 @@ def random_calibration(
 def recipe_calibration(
     recipe: Path, input_shape: Sequence[int], batch: int, images: int = CALIBRATION_IMAGES
 ) -> tuple[list[np.ndarray], str]:
-    """Batches of ``batch`` samples from the evaluation split of ``recipe``'s dataset, at
-    least ``images`` in all, and a sentence saying which; a dataset whose samples do not
-    have ``input_shape`` is a :class:`~bnn_core.errors.ConfigError`."""
-    from bnn.recipe import prepare_recipe
-
-    loaded, _ = prepare_recipe(recipe)
-    if loaded.data is None:
-        raise ConfigError(f"--calibrate {recipe}: the recipe has no 'data' section to calibrate on")
-    spec = loaded.data.eval_dataset or loaded.data.dataset
-    split = loaded.evaluation.split
-    data = spec.build(split=split)
-    if len(data) == 0:
-        raise ConfigError(f"--calibrate {recipe}: the {split} split of {spec.name} is empty")
-    count = -(-images // batch)
-    samples = [np.asarray(data[i % len(data)][0], dtype=np.float32) for i in range(count * batch)]
-    if samples[0].shape != tuple(input_shape):
-        raise ConfigError(
-            f"--calibrate {recipe}: the samples of {spec.name} have shape "
-            f"{list(samples[0].shape)}, the benchmarked model takes {list(input_shape)}; give a "
-            "recipe whose dataset fits the model, or --input-shape"
-        )
-    batches = [np.stack(samples[i : i + batch]) for i in range(0, len(samples), batch)]
-    return batches, f"{len(samples)} images of {spec.name} ({split} split of {recipe})"
+    """Batches of ``batch`` samples of ``recipe``'s training split, at least ``images`` in
+    all, and a sentence saying which (:func:`bnn.deploy.calibration.recipe_samples`)."""
+    return recipe_samples(recipe, input_shape, -(-images // batch) * batch, batch)
 
 
 @dataclass

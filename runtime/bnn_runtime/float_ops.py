@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from bnn_runtime import _library, dispatch, parallel
-from bnn_runtime.validate import pool_output_size
+from bnn_runtime.validate import conv_output_size, pool_output_size
 
 #: Convolutions of at least this many multiply-adds, and poolings of inputs of at least
 #: this many values, run as bands on several threads; smaller ones on one (handing work
@@ -141,7 +141,7 @@ def conv2d(
     n, h, w, c = x.shape
     per_group = c // groups
     out = [
-        (size + 2 * pad - dil * (k - 1) - 1) // s + 1
+        conv_output_size(size, k, s, pad, dil)
         for size, pad, dil, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
     ]
     if panels is not None and groups == 1:

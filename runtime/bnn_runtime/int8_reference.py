@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bnn_runtime.float_ops import pad_spatial, windows
-from bnn_runtime.validate import INT8_INPUT_MAX
+from bnn_runtime.validate import INT8_INPUT_MAX, conv_output_size
 
 
 def inverse_scale(scale: float) -> np.float32:
@@ -66,7 +66,7 @@ def quantized_windows(
     padded with the zero point: a read-only view of one uint8 copy."""
     h, w = x.shape[1:3]
     out = [
-        (size + 2 * pad - dil * (k - 1) - 1) // s + 1
+        conv_output_size(size, k, s, pad, dil)
         for size, pad, dil, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
     ]
     q = quantize(x, inverse, zero_point)

@@ -108,7 +108,7 @@ def test_bench_json_carries_the_peers(lenet, capsys):
     assert code == 0 and report["images_per_second"] == pytest.approx(1e3 / report["runtime_ms"])
     race = report["peers"]
     assert race["rounds"] == 2 and race["batch"] == 1 and race["notes"] == []
-    assert race["calibration"].startswith("16 images of fashion_mnist (test split")
+    assert race["calibration"].startswith("16 images of fashion_mnist (training split")
     assert [peer["name"] for peer in race["peers"]] == ["torch", "ort-int8"]
     for peer in race["peers"]:
         assert peer["speedup"] == pytest.approx(peer["ms"] / race["packed_ms"])
@@ -122,7 +122,7 @@ def test_bench_refuses_unknown_peers_and_a_mismatched_recipe(lenet, capsys):
     _, path = lenet
     code, _, err = bench(capsys, str(path), "--peers", "ort,tensorrt")
     assert code == 2 and "--peers names unknown engines ['tensorrt']" in err
-    with pytest.raises(ConfigError, match=r"fashion_mnist have shape \[1, 28, 28\], the bench"):
+    with pytest.raises(ConfigError, match=r"fashion_mnist have shape \[1, 28, 28\], the model"):
         peers.recipe_calibration(RECIPE, (3, 28, 28), batch=1)
     code, _, err = bench(capsys, str(path), "--calibrate", "missing.yaml")
     assert code == 2 and "missing.yaml" in err and "Traceback" not in err
