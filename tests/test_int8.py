@@ -6,6 +6,7 @@ malformed int8 nodes by name; ``bnn export --float-layers int8`` needs ``--calib
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,25 @@ def test_cli_int8_export_needs_calibrate_and_calibrates_on_the_recipe(tmp_path, 
     assert main([*command, "--calibrate", str(ROOT / "recipes" / "default.yaml")]) == 0
     assert "2 float convolution/linear layers stored as int8" in capsys.readouterr().out
     assert {n.op for n in read(out).graph.nodes} >= {"qconv2d", "qlinear"}
+
+
+def test_bench_compares_the_int8_export_with_the_float_layer_export(tmp_path, capsys):
+    from bnn.deploy.int8 import recipe_batches
+
+    recipe = ROOT / "recipes" / "default.yaml"
+    torch.manual_seed(0)
+    model = randomise(create_model("lenet5", binarize=True))
+    float_file, int8_file = tmp_path / "f.bnnpack", tmp_path / "q.bnnpack"
+    export(model, float_file, (1, 28, 28), source={"model": {"name": "lenet5", "options": {}}})
+    calibration = [torch.from_numpy(b) for b in recipe_batches(recipe, (1, 28, 28))]
+    export(model, int8_file, (1, 28, 28), float_layers="int8", calibration=calibration)
+    command = ["bench", str(float_file), "--rounds", "1", "--warmup", "0", "--peers", "torch"]
+    assert main([*command, "--compare", str(int8_file), "--calibrate", str(recipe), "--json"]) == 0
+    peers = json.loads(capsys.readouterr().out)["peers"]["peers"]
+    compared = next(p for p in peers if p["name"] == "packed:q.bnnpack")
+    assert compared["ms"] > 0 and compared["max_abs_diff"] > 0
+    assert compared["top1_agreement"] >= 0.75  # the same weights, the int8 float layers
+    wrong = tmp_path / "other.bnnpack"
+    export(create_model("lenet5", binarize=True, in_channels=3), wrong, (3, 28, 28))
+    assert main([*command, "--compare", str(wrong)]) == 2
+    assert "compare exports of the same model" in capsys.readouterr().err

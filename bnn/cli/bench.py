@@ -66,6 +66,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         help="calibrate the int8 peers on this recipe's training split "
         "(default: random normal inputs)",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="FILE",
+        help="race another .bnnpack of the same model with the peers, e.g. its int8 export "
+        "(bnn export --float-layers int8)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -89,6 +95,10 @@ def run(name: str, args: argparse.Namespace) -> int:
         from bnn.cli.paths import check_input_file
 
         check_input_file(Path(args.calibrate), "the recipe to calibrate on (--calibrate)")
+    if args.compare:
+        from bnn.cli.paths import check_input_file
+
+        check_input_file(Path(args.compare), "the packed model to compare (--compare)")
     with tempfile.TemporaryDirectory() as folder:
         network, float_model, description = _load(args, Path(folder))
         shape = (
@@ -99,7 +109,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
         result = compare(network, float_model, x, args.rounds, args.warmup)
         report = {"target": args.target, "source": description, **result.to_dict()}
-        if peer_names:
+        if peer_names or args.compare:
             report["peers"] = _race_peers(args, network, float_model, x, peer_names, Path(folder))
     if args.json:
         print_json(report)
@@ -117,7 +127,14 @@ def _race_peers(
     folder: Path,
 ) -> dict[str, Any]:
     """The packed network against the peers ``names`` built from its float twin."""
-    from bnn.deploy.peers import build_peers, race, random_calibration, recipe_calibration
+    from bnn.deploy.peers import (
+        build_peers,
+        check_agreement,
+        packed_peer,
+        race,
+        random_calibration,
+        recipe_calibration,
+    )
 
     shape, batch = tuple(x.shape[1:]), int(x.shape[0])
     if args.calibrate:
@@ -126,6 +143,10 @@ def _race_peers(
         calibration, described = random_calibration(shape, batch)
         described += " (--calibrate RECIPE: a recipe's training split)"
     peers, notes = build_peers(float_model, shape, args.threads, calibration, folder, names)
+    if args.compare:  # another export of the same weights: checked against this one
+        other = packed_peer(Path(args.compare), args.threads, shape)
+        check_agreement(network, [other], calibration)
+        peers.append(other)
     return race(network, x, peers, args.rounds, args.warmup, described, notes).to_dict()
 
 

@@ -253,6 +253,20 @@ def _ov_peer(name: str, path: Path, threads: int, batch: int, kind: str) -> Peer
     return Peer(name, f"OpenVINO {ov.get_version().split('-')[0]} {kind}", call)
 
 
+def packed_peer(path: Path, threads: int, input_shape: Sequence[int]) -> Peer:
+    """Another ``.bnnpack`` file of the same model (its int8 export, say), raced like a
+    peer; a file taking another input shape is a :class:`~bnn_core.errors.ConfigError`."""
+    from bnn_runtime.executor import load
+
+    network = load(path, threads=threads)
+    if tuple(network.input_shape) != tuple(input_shape):
+        raise ConfigError(
+            f"--compare {path}: the file takes inputs of shape {list(network.input_shape)}, "
+            f"the benchmarked network {list(input_shape)}; compare exports of the same model"
+        )
+    return Peer(f"packed:{path.name}", f"packed runtime, {path.name}", network)
+
+
 def _torch_peer(model: nn.Module) -> Peer:
     def call(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -322,7 +336,8 @@ def build_peers(
             notes.append(f"{name}: could not be built ({type(exc).__name__}: {_short(exc)})")
             continue
         peers.append(peer)
-    _check_agreement(model, peers, calibration)
+    with torch.no_grad():
+        check_agreement(lambda x: model(torch.from_numpy(x)).numpy(), peers, calibration)
     return peers, notes
 
 
@@ -330,13 +345,14 @@ def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-def _check_agreement(
-    model: nn.Module, peers: Sequence[Peer], calibration: Sequence[np.ndarray]
+def check_agreement(
+    reference: Callable[[np.ndarray], np.ndarray],
+    peers: Sequence[Peer],
+    calibration: Sequence[np.ndarray],
 ) -> None:
-    """Set each peer's largest absolute difference from PyTorch on ``calibration`` and,
-    for a 2-D output (class scores), the fraction of samples with the same top-1."""
-    with torch.no_grad():
-        expected = [model(torch.from_numpy(batch)).numpy() for batch in calibration]
+    """Set each peer's largest absolute difference from ``reference`` on ``calibration``
+    and, for a 2-D output (class scores), the fraction of samples with the same top-1."""
+    expected = [np.asarray(reference(batch)).copy() for batch in calibration]
     for peer in peers:
         outputs = [np.asarray(peer.call(batch)).copy() for batch in calibration]
         peer.max_abs_diff = max(
