@@ -109,14 +109,13 @@ typedef struct {
     bnn_pack_fn pack;
 } pack_job;
 
-/* Rows are handed out in chunks of 64. */
+/* The work items: runs of 64 rows. */
 #define PACK_CHUNK 64
 
-static void pack_task(void *ctx, int tid, int nt)
+static void pack_task(void *ctx, int64_t k0, int64_t k1, int tid)
 {
+    (void)tid;
     const pack_job *j = ctx;
-    int64_t k0, k1;
-    bnn_share(bnn_ceil_div(j->rows, PACK_CHUNK), tid, nt, &k0, &k1);
     for (int64_t k = k0; k < k1; k++) {
         const int64_t r0 = k * PACK_CHUNK;
         const int64_t nr = j->rows - r0 < PACK_CHUNK ? j->rows - r0 : PACK_CHUNK;
@@ -138,7 +137,7 @@ BNN_API int bnn_pack_activations(const float *x, const float *thr, int64_t rows,
         return BNN_ESIZE;
     pack_job job = {x, thr, rows, c, cw, out, bnn_pack_kernel((int)isa)};
     /* Comparing a float costs about a quarter of a word operation. */
-    const int nt = bnn_team_size(threads, bnn_ceil_div(rows, PACK_CHUNK), rows * c / 4);
-    bnn_parallel(nt, pack_task, &job);
+    const int64_t chunks = bnn_ceil_div(rows, PACK_CHUNK);
+    bnn_parallel(bnn_team_size(threads, chunks, rows * c / 4), chunks, pack_task, &job);
     return BNN_OK;
 }

@@ -175,51 +175,18 @@ bnn_pack_fn bnn_pack_kernel(int isa);
 bnn_ones_fn bnn_ones_kernel(void);
 void *bnn_alloc64(size_t bytes);
 
-/* Threads (_kernels_threads.c). A task is run by every member tid in [0, nt) of a team;
- * bnn_parallel returns when all of them have finished (nt <= 1: on the caller alone). */
-typedef void (*bnn_task_fn)(void *ctx, int tid, int nt);
-void bnn_parallel(int nt, bnn_task_fn fn, void *ctx);
+/* Threads (_kernels_threads.c). A job is `items` independent work items; bnn_parallel
+ * cuts them into chunks of consecutive items, and up to nt threads (the caller among
+ * them) claim chunks until none are left: fn(ctx, start, stop, tid) computes items
+ * [start, stop) on the thread whose index in the team is tid, in [0, nt) (for scratch
+ * memory of its own). Which thread computes which chunk varies from call to call, so an
+ * item's result must not depend on it. Returns when every item is done (nt <= 1: one
+ * call on the caller). */
+typedef void (*bnn_task_fn)(void *ctx, int64_t start, int64_t stop, int tid);
+void bnn_parallel(int nt, int64_t items, bnn_task_fn fn, void *ctx);
 /* Threads for a call: the request (or the default), but no more than there are work
  * items and no more than the amount of work (in word operations) pays for. */
 int bnn_team_size(int64_t requested, int64_t work_items, int64_t work);
-
-/* Member tid's contiguous share [*start, *stop) of count items (a static schedule):
- * count * tid / nt, computed without forming count * tid. */
-static inline void bnn_share(int64_t count, int tid, int nt, int64_t *start, int64_t *stop)
-{
-    const int64_t q = count / nt, r = count % nt;
-    *start = q * tid + r * tid / nt;
-    *stop = q * (tid + 1) + r * (tid + 1) / nt;
-}
-
-/* A dynamic schedule: each member takes the items of its own share (bnn_share) one at a
- * time, then helps the others with what remains of theirs, so that nobody waits for a
- * member that runs slow (a core shared with other work, a slower core of a hybrid CPU).
- * One cursor per member, each on its own cache line, zeroed before the job
- * (bnn_cursors); a team that starts smaller than planned uses the first ones. */
-typedef struct {
-    int64_t taken; /* items handed out from the member's share (may run past its end) */
-    char pad[56];
-} bnn_cursor;
-
-/* nt zeroed cursors, or NULL when memory runs out; free() releases them. */
-bnn_cursor *bnn_cursors(int nt);
-
-/* The next item for member tid of nt, or -1 when every share is done. *victim starts at
- * tid and moves on to the next member whenever a share runs out. */
-static inline int64_t bnn_next_item(bnn_cursor *cursors, int64_t count, int tid, int nt,
-                                    int *victim)
-{
-    for (; *victim < tid + nt; (*victim)++) {
-        const int m = *victim % nt;
-        int64_t start, stop;
-        bnn_share(count, m, nt, &start, &stop);
-        const int64_t k = __atomic_fetch_add(&cursors[m].taken, 1, __ATOMIC_RELAXED);
-        if (start + k < stop)
-            return start + k;
-    }
-    return -1;
-}
 
 /* Write the output bits of up to 16 consecutive channels starting at channel oc of a
  * packed output row. Bits of invalid lanes must already be cleared. When the chunk

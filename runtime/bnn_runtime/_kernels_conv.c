@@ -18,8 +18,8 @@
  *     nibble path (ungrouped layers, see _kernels_avx2.c) also the nibble offsets of
  *     every word of that buffer;
  *  2. hands work items (64 output channels of one group x BNN_TILE output pixels,
- *     chunk-major so that a thread keeps reusing a chunk's weights, on the dynamic
- *     schedule of bnn_next_item) to the ISA's tile kernel.
+ *     chunk-major so that a thread keeps reusing a chunk's weights, handed out in
+ *     chunks of consecutive items by the team) to the ISA's tile kernel.
  * Zero padding: border taps are read as -1 from the buffer, so a tap outside the input
  * contributes -(sum of the tap's w_sign); that sum is added back. Which kernel rows and
  * columns fall outside depends only on the output row and column class (top/bottom/
@@ -334,7 +334,6 @@ typedef struct {
     const float *res; /* [npix][O] added to the float output, or NULL */
     const int64_t *offs, *rc, *cc;
     const int32_t *const *class_corr;
-    bnn_cursor *cursors; /* the compute phase's dynamic schedule */
     int atomic_bits;
     bnn_pack_fn pack;
     bnn_tile_fn tile;
@@ -380,11 +379,10 @@ static void fill_row(const run_job *j, int64_t r)
 
 /* Phase 1: the packed input buffer (unless the input is read in place) and, for the
  * nibble path, its nibble offsets, one buffer row at a time. */
-static void fill_task(void *ctx, int tid, int nt)
+static void fill_task(void *ctx, int64_t r0, int64_t r1, int tid)
 {
+    (void)tid;
     const run_job *j = ctx;
-    int64_t r0, r1;
-    bnn_share(j->n * j->hs, tid, nt, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
         if (j->xbuf)
             fill_row(j, r);
@@ -397,16 +395,16 @@ static void fill_task(void *ctx, int tid, int nt)
     }
 }
 
-/* Phase 2: the work items (chunk-major, so a thread keeps reusing a chunk's weights),
- * on the dynamic schedule. */
-static void compute_task(void *ctx, int tid, int nt)
+/* Phase 2: work items [i0, i1) (chunk-major, so a thread keeps reusing a chunk's
+ * weights). */
+static void compute_task(void *ctx, int64_t i0, int64_t i1, int tid)
 {
+    (void)tid;
     const run_job *j = ctx;
     const bnn_conv *cv = j->cv;
     const int64_t ho = j->ho, wo = j->wo, hs = j->hs, ws = j->ws, wpp = j->wpp;
     const int64_t sh = cv->sh, sw = cv->sw, opg = cv->opg, cwg = cv->cwg, nbg = cv->nbg;
-    int victim = tid;
-    for (int64_t it; (it = bnn_next_item(j->cursors, j->items, tid, nt, &victim)) >= 0;) {
+    for (int64_t it = i0; it < i1; it++) {
         const int64_t chunk = it / j->ntiles, p0 = (it % j->ntiles) * BNN_TILE;
         const int64_t g = chunk / j->ncg, blk0 = (chunk % j->ncg) * BNN_CHUNK_BLOCKS;
         const int64_t lane0 = (g * nbg + blk0) * BNN_BLOCK;
@@ -537,8 +535,7 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     /* Per (row class, column class): its correction row, NULL when no tap falls outside. */
     const int32_t **class_corr = NULL;
     const int team = bnn_team_size(threads, j.items, BNN_WORK(j.npix, lanes, L));
-    bnn_cursor *cursors = bnn_cursors(team);
-    if (!offs || !fill || (!direct && !xbuf) || (nibble && !xi) || !cursors)
+    if (!offs || !fill || (!direct && !xbuf) || (nibble && !xi))
         goto done;
     int64_t *rc = offs + L, *rlo = rc + ho, *rhi = rlo + ho;
     int64_t *cc = rhi + ho, *clo = cc + wo, *chi = clo + wo;
@@ -587,15 +584,14 @@ BNN_API int bnn_conv2d_run(const bnn_conv *cv, const void *x, int64_t x_packed, 
     j.rc = rc;
     j.cc = cc;
     j.class_corr = class_corr;
-    j.cursors = cursors;
     j.tile = bnn_tile_kernel((int)isa);
     j.pack = bnn_pack_kernel((int)isa);
     if (!direct || xi) {
         /* Packing a row costs about a quarter of a word operation per input value. */
         const int64_t values = BNN_WORK(n, j.hs, j.ws, j.xf ? cv->c : wpp * 16);
-        bnn_parallel(bnn_team_size(threads, n * j.hs, values / 4), fill_task, &j);
+        bnn_parallel(bnn_team_size(threads, n * j.hs, values / 4), n * j.hs, fill_task, &j);
     }
-    bnn_parallel(team, compute_task, &j);
+    bnn_parallel(team, j.items, compute_task, &j);
     status = BNN_OK;
 
 done:
@@ -603,7 +599,6 @@ done:
     free(fill);
     free(xbuf);
     free(xi);
-    free(cursors);
     free(corr);
     free(class_corr);
     return status;

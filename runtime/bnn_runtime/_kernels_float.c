@@ -111,7 +111,8 @@ BNN_API int bnn_pool2d(const bnn_pool_spec *spec, const float *x, float *y, int6
         task = pool_task_avx2;
 #endif
     /* A compared or added value costs about a quarter of a word operation. */
-    bnn_parallel(bnn_team_size(threads, n * oh, BNN_WORK(n, oh, ow, kh, kw, c) / 4), task, &j);
+    bnn_parallel(bnn_team_size(threads, n * oh, BNN_WORK(n, oh, ow, kh, kw, c) / 4), n * oh, task,
+                 &j);
     return BNN_OK;
 }
 
@@ -121,14 +122,13 @@ typedef struct {
     int64_t rows, c;
 } prelu_job;
 
-static void prelu_task(void *ctx, int tid, int nt)
+static void prelu_task(void *ctx, int64_t r0, int64_t r1, int tid)
 {
+    (void)tid;
     const prelu_job *j = ctx;
     const int64_t c = j->c;
     const float *const shift_in = j->shift_in, *const slope = j->slope;
     const float *const shift_out = j->shift_out;
-    int64_t r0, r1;
-    bnn_share(j->rows, tid, nt, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
         const float *in = j->x + r * c;
         float *out = j->y + r * c;
@@ -160,7 +160,7 @@ BNN_API int bnn_prelu(const float *x, int64_t rows, int64_t c, const float *shif
         return BNN_EINVAL;
     prelu_job j = {x, shift_in, slope, shift_out, y, rows, c};
     /* Memory-bound: a value costs about a sixteenth of a word operation. */
-    bnn_parallel(bnn_team_size(threads, rows, rows * c / 16), prelu_task, &j);
+    bnn_parallel(bnn_team_size(threads, rows, rows * c / 16), rows, prelu_task, &j);
     return BNN_OK;
 }
 
@@ -186,12 +186,11 @@ static inline __attribute__((always_inline)) void transpose_few_rows(const float
             y[c * R + r] = x[r * cols + c];
 }
 
-static void transpose_task(void *ctx, int tid, int nt)
+static void transpose_task(void *ctx, int64_t b0, int64_t b1, int tid)
 {
+    (void)tid;
     const transpose_job *j = ctx;
     const int64_t rows = j->rows, cols = j->cols;
-    int64_t b0, b1;
-    bnn_share(j->n * j->col_blocks, tid, nt, &b0, &b1);
     for (int64_t b = b0; b < b1; b++) {
         const int64_t ni = b / j->col_blocks, c0 = (b % j->col_blocks) * TRANSPOSE_BLOCK;
         const int64_t c1 = c0 + TRANSPOSE_BLOCK < cols ? c0 + TRANSPOSE_BLOCK : cols;
@@ -232,8 +231,8 @@ BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols,
         return BNN_EINVAL;
     transpose_job j = {x, y, n, rows, cols, bnn_ceil_div(cols, TRANSPOSE_BLOCK)};
     /* Memory-bound: a value costs about a sixteenth of a word operation. */
-    bnn_parallel(bnn_team_size(threads, n * j.col_blocks, n * rows * cols / 16), transpose_task,
-                 &j);
+    const int64_t blocks = n * j.col_blocks;
+    bnn_parallel(bnn_team_size(threads, blocks, n * rows * cols / 16), blocks, transpose_task, &j);
     return BNN_OK;
 }
 
@@ -267,7 +266,6 @@ typedef struct {
     int64_t n, hp, wp, c, o, oh, ow, kh, kw, sh, sw, dh, dw, k, tiles;
     int64_t runs, run, run_step; /* per kernel row: runs of `run` floats, `run_step` apart */
     int64_t npanels, items;      /* column panels; work items (runs of tiles x panels) */
-    bnn_cursor *cursors;         /* the dynamic schedule of the work items */
 } fconv_job;
 
 /* Each pixel's first input value for the tile of pixels p0 .. p0 + rows - 1; rows past
@@ -326,15 +324,15 @@ FC_TARGET static void fconv_tile(const fconv_job *j, const float *const *rows_in
 /* The work items: a run of tiles x one column panel, run-major. The run's tiles go
  * through the panel (K x 16 floats, 9.4 KB for a 7x7x3 kernel) together, so that it stays
  * in L1 while they use it, instead of every panel being read again from L2 for each
- * tile. Items are handed out on the dynamic schedule. */
-static void fconv_task(void *ctx, int tid, int nt)
+ * tile. This computes items [i0, i1). */
+static void fconv_task(void *ctx, int64_t i0, int64_t i1, int tid)
 {
+    (void)tid;
     const fconv_job *j = ctx;
     const int64_t pixels = j->n * j->oh * j->ow, panels = j->npanels;
     const float *a[FC_TILE_RUN][FC_ROWS];
     int64_t rows_of = -1; /* the run whose rows a holds */
-    int victim = tid;
-    for (int64_t it; (it = bnn_next_item(j->cursors, j->items, tid, nt, &victim)) >= 0;) {
+    for (int64_t it = i0; it < i1; it++) {
         const int64_t run = it / panels, col = it % panels * FC_COLS;
         const int64_t g0 = run * FC_TILE_RUN;
         const int64_t g1 = g0 + FC_TILE_RUN < j->tiles ? g0 + FC_TILE_RUN : j->tiles;
@@ -428,18 +426,12 @@ BNN_API int bnn_float_conv2d(const bnn_window *g, const float *x, const float *p
     const int64_t pixels = n * oh * ow;
     fconv_job j = {padded ? padded : x, panels, bias, y, n, hp, wp, c, o, oh, ow, kh, kw, sh,
                    sw, dh, dw, k, bnn_ceil_div(pixels, FC_ROWS), dw == 1 ? 1 : kw,
-                   dw == 1 ? kw * c : c, dw * c, bnn_ceil_div(o, FC_COLS), 0, NULL};
+                   dw == 1 ? kw * c : c, dw * c, bnn_ceil_div(o, FC_COLS), 0};
     /* At most one item per output value. */
     j.items = bnn_ceil_div(j.tiles, FC_TILE_RUN) * j.npanels;
     /* A fused multiply-add of 8 floats costs about a word operation. */
     const int team = bnn_team_size(threads, j.items, BNN_WORK(pixels, k, o) / 8);
-    j.cursors = bnn_cursors(team);
-    if (!j.cursors) {
-        free(padded);
-        return BNN_ENOMEM;
-    }
-    bnn_parallel(team, fconv_task, &j);
-    free(j.cursors);
+    bnn_parallel(team, j.items, fconv_task, &j);
     free(padded);
     return BNN_OK;
 #else

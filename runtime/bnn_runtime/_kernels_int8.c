@@ -23,11 +23,9 @@ typedef struct {
     int32_t *acc; /* o sums per team member */
 } qgemm_job;
 
-static void qgemm_task(void *ctx, int tid, int nt)
+static void qgemm_task(void *ctx, int64_t start, int64_t stop, int tid)
 {
     const qgemm_job *j = ctx;
-    int64_t start, stop;
-    bnn_share(j->m, tid, nt, &start, &stop);
     int32_t *acc = j->acc + tid * j->o;
     for (int64_t r = start; r < stop; r++) {
         j->dot(j->a + r * j->k, j->k, j->panels, j->o, acc);
@@ -117,7 +115,7 @@ BNN_API int bnn_qgemm(const uint8_t *a, int64_t m, int64_t k, const int8_t *pane
     if (!acc)
         return BNN_ENOMEM;
     qgemm_job job = {a, panels, wsum, multiplier, bias, y, m, k, o, zero_point, dot, acc};
-    bnn_parallel(team, qgemm_task, &job);
+    bnn_parallel(team, m, qgemm_task, &job);
     free(acc);
     return BNN_OK;
 }

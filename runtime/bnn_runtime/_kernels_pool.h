@@ -93,12 +93,11 @@ static inline __attribute__((always_inline)) POOL_ATTR void POOL_ROWS(const pool
     }
 }
 
-/* Member tid's share of the output rows. */
-POOL_ATTR static void POOL_TASK(void *ctx, int tid, int nt)
+/* Output rows [r0, r1) (over all images). */
+POOL_ATTR static void POOL_TASK(void *ctx, int64_t r0, int64_t r1, int tid)
 {
+    (void)tid;
     const pool_job *j = ctx;
-    int64_t r0, r1;
-    bnn_share(j->n * j->oh, tid, nt, &r0, &r1);
     if (j->average)
         POOL_ROWS(j, r0, r1, 1);
     else

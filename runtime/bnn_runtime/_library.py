@@ -44,7 +44,7 @@ ERRORS = {
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
 
-#: ``bnn_callback``: a function of (member, team size) run by every member of a team.
+#: ``bnn_callback``: a function of (part, parts), run once for each part by some member of a team.
 CALLBACK = ctypes.CFUNCTYPE(None, _I64, _I64)
 
 

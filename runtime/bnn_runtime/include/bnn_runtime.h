@@ -49,10 +49,11 @@ BNN_API int bnn_best_isa(void);
 /* The default team size: BNN_RUNTIME_THREADS, else OMP_NUM_THREADS, else the cores. */
 BNN_API int bnn_default_threads(void);
 
-/* A caller's function run by every member of a team (member, team size): how callers
- * share the kernels' threads. */
+/* A caller's function run once for every part of a job (part, parts): how callers share
+ * the kernels' threads. */
 typedef void (*bnn_callback)(int64_t member, int64_t team);
-/* Runs cb on a team of `threads` members and returns when all have finished. */
+/* Runs cb for parts 0 .. threads - 1 on a team of up to `threads` threads (a thread may
+ * run several parts) and returns when all have finished. */
 BNN_API void bnn_parallel_callback(int64_t threads, bnn_callback cb);
 
 /* ---- binary layers ---------------------------------------------------------------------- */
