@@ -217,3 +217,24 @@ def test_compiled_float_convolution_matches_torch(isa, case, threads):
         np.testing.assert_array_equal(native, alone)
         numpy_result = float_ops.conv2d(nhwc(x), matrix, b, *geometry, threads)
         np.testing.assert_allclose(native, numpy_result, rtol=1e-4, atol=1e-4)
+
+
+def test_planned_steps_keep_each_input_shape_apart(isa):
+    """The geometry and per-channel vectors a step keeps from one call are those of that
+    call's input shape: alternating shapes give what PyTorch gives for each."""
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    attrs = {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1]}
+    conv = steps.PLANNERS["conv2d"]({**attrs, "groups": 1}, {"weight": weight}.get, 2)
+    pool = steps.PLANNERS["max_pool2d"]({**attrs, "ceil_mode": True}, {}.get, 2)
+    slope = np.array([-0.5], np.float32)
+    prelu = steps.PLANNERS["prelu"]({}, {"slope": slope}.get, 2)
+    for size, channels in [(9, 3), (14, 4), (9, 3), (5, 4)]:
+        x = torch.from_numpy(rng.standard_normal((1, channels, size, size), dtype=np.float32))
+        if channels == 3:
+            expected = F.conv2d(x, torch.from_numpy(weight), None, 2, 1)
+            np.testing.assert_allclose(conv([nhwc(x)], False), nhwc(expected), atol=1e-5)
+        expected = F.max_pool2d(x, 3, 2, 1, ceil_mode=True)
+        np.testing.assert_array_equal(pool([nhwc(x)], False), nhwc(expected))
+        expected = F.prelu(x, torch.from_numpy(slope))
+        np.testing.assert_array_equal(prelu([nhwc(x)], False), nhwc(expected))
