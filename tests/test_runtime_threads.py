@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from bnn_runtime import _library, float_ops, int8_steps, kernels
+from tests.conftest import KERNEL_PATHS
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime" / "bnn_runtime"
@@ -29,12 +30,15 @@ THREADS = (2, 4, 7)
 pytestmark = pytest.mark.skipif(_library.load() is None, reason="the C library is not built")
 
 
-@pytest.fixture
-def compiled(isa: str) -> str:
-    """A compiled kernel path, forced (the NumPy reference has no threads to check)."""
-    if isa == "numpy":
-        pytest.skip("the NumPy reference runs no threads")
-    return isa
+@pytest.fixture(params=[path for path in KERNEL_PATHS if path != "numpy"])
+def compiled(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A compiled kernel path, forced (the NumPy reference has no threads to check;
+    skipped where the CPU lacks the path)."""
+    name = request.param
+    if name not in kernels.available_isas():
+        pytest.skip(f"this CPU cannot run the {name} path")
+    monkeypatch.setenv(kernels.ENV_ISA, name)
+    return name
 
 
 def same_on_every_team(run: Callable[[int], np.ndarray]) -> None:
