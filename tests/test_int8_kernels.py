@@ -11,7 +11,7 @@ import torch
 
 from bnn.deploy import export
 from bnn_core.registries import create_model
-from bnn_runtime import _library, dispatch, int8_steps, kernels
+from bnn_runtime import _library, dispatch, int8_reference, int8_steps, kernels
 from bnn_runtime.executor import load
 from bnn_runtime.int8_steps import Packed
 from tests.networks import Everything
@@ -153,3 +153,128 @@ def test_qgemm_refuses_a_path_this_cpu_lacks():
         if name not in PATHS:
             assert qgemm(isa=code) == EISA
             assert lib.bnn_qgemm_width(code) == EISA
+
+
+# kernel, stride, padding, dilation, channels, outputs, height, width
+CONVS = [
+    ((7, 7), (2, 2), (3, 3), (1, 1), 3, 64, 23, 20),
+    ((3, 3), (1, 1), (1, 1), (1, 1), 5, 9, 6, 7),
+    ((3, 2), (2, 1), (0, 1), (2, 3), 4, 17, 9, 8),
+    ((1, 1), (2, 2), (0, 0), (1, 1), 33, 3, 5, 5),
+    ((2, 2), (1, 1), (1, 0), (1, 1), 1, 1, 2, 3),
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation", "c", "o", "h", "w"), CONVS)
+def test_qconv_on_every_path_equals_the_reference(
+    path, kernel, stride, padding, dilation, c, o, h, w, monkeypatch
+):
+    monkeypatch.setenv(kernels.ENV_ISA, path)
+    rng = np.random.default_rng(c * 7 + o)
+    x = (rng.standard_normal((2, h, w, c)) * 3).astype(np.float32)
+    x.flat[:4] = [np.nan, np.inf, -np.inf, -0.0]
+    weight = rng.integers(-128, 128, (o, c, *kernel), dtype=np.int8)
+    multiplier = rng.uniform(1e-4, 1e-2, o).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    rows = Packed(weight.transpose(0, 2, 3, 1).reshape(o, -1))
+    geometry = (kernel, stride, padding, dilation)
+    for zero_point, b in ((0, None), (61, bias), (127, bias)):
+        inverse = int8_reference.inverse_scale(0.05)
+        got = int8_steps.qconv(x, rows, inverse, zero_point, multiplier, b, geometry, threads=2)
+        expected = int8_reference.qconv2d(
+            x, weight, multiplier, b, inverse, zero_point, *geometry, 1
+        )
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_qconv_quantizes_as_the_reference(path, monkeypatch):
+    """A 1x1 convolution by a weight of 1 returns each input's quantization step:
+    halves go to the even neighbour, values beyond the range clamp, NaN is the zero point."""
+    monkeypatch.setenv(kernels.ENV_ISA, path)
+    halves = np.arange(-140, 140, dtype=np.float32) + np.float32(0.5)
+    odd = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e30, -1e30, 0.49999997], np.float32)
+    rng = np.random.default_rng(5)
+    x = np.concatenate([halves, odd, rng.uniform(-150, 150, 2000).astype(np.float32)])
+    one = Packed(np.ones((1, 1), dtype=np.int8))
+    geometry = ((1, 1), (1, 1), (0, 0), (1, 1))
+    for zero_point in (0, 13, 64, 127):
+        for scale in (1.0, 0.1, 3.0):
+            inverse = int8_reference.inverse_scale(scale)
+            got = int8_steps.qconv(
+                x.reshape(1, 1, -1, 1), one, inverse, zero_point, F[:1], None, geometry, 1
+            )
+            steps = int8_reference.quantize(x, inverse, zero_point).astype(np.float32)
+            np.testing.assert_array_equal(got.ravel(), steps - zero_point)
+
+
+X = np.zeros(4096, dtype=np.float32)
+
+
+def qconv(*, window=None, x=None, zero_point=0, panels=None, o=3, sums=None, mult=None, y=None,
+          isa=0, **fields):  # fmt: skip
+    """``bnn_qconv2d`` of a valid 1x4x4x2 call (3x3, padding 1) with some of its arguments
+    or window fields replaced."""
+    geometry = {"n": 1, "h": 4, "w": 4, "c": 2, "oh": 4, "ow": 4, "kh": 3, "kw": 3}
+    geometry.update(stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1)
+    geometry.update(fields)
+    window = _library.Window(**geometry) if window is None else window
+
+    def address(array, given):
+        return given if given is not None else array.ctypes.data
+
+    return lib.bnn_qconv2d(
+        window, address(X, x), 1.0, zero_point, address(W, panels), o, address(S, sums),
+        address(F, mult), None, address(Y, y), isa, 1,
+    )  # fmt: skip
+
+
+def test_qconv_accepts_a_valid_call():
+    assert qconv() == 0
+    assert qconv(n=2, h=5, w=3, oh=3, ow=2, stride_h=2, stride_w=2, dilation_w=2, pad_w=2) == 0
+
+
+BIG = 2**62
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        ({"n": 0}, EINVAL),
+        ({"h": -1}, EINVAL),
+        ({"w": 0}, EINVAL),
+        ({"c": 0}, EINVAL),
+        ({"kh": 0}, EINVAL),
+        ({"stride_w": 0}, EINVAL),
+        ({"pad_h": -1}, EINVAL),
+        ({"dilation_h": 0}, EINVAL),
+        ({"oh": 5}, EINVAL),
+        ({"ow": 3}, EINVAL),
+        ({"kh": 7}, EINVAL),
+        ({"o": 0}, EINVAL),
+        ({"zero_point": 128}, EINVAL),
+        ({"zero_point": -1}, EINVAL),
+        ({"isa": 3}, EINVAL),
+        ({"isa": -1}, EINVAL),
+        ({"c": 7282, "ow": 4}, EINVAL),
+        ({"n": BIG}, ESIZE),
+        ({"h": BIG, "oh": BIG}, ESIZE),
+        ({"pad_w": BIG, "ow": BIG + 2}, ESIZE),
+        ({"pad_h": 2**63 - 3}, ESIZE),
+        ({"dilation_w": BIG}, ESIZE),
+        ({"o": BIG}, ESIZE),
+        ({"c": BIG}, ESIZE),
+    ],
+)
+def test_qconv_refuses(args, status):
+    assert qconv(**args) == status
+
+
+def test_qconv_refuses_null_and_overlapping_buffers():
+    assert lib.bnn_qconv2d(None, X.ctypes.data, 1.0, 0, W.ctypes.data, 3, S.ctypes.data,
+                           F.ctypes.data, None, Y.ctypes.data, 0, 1) == EINVAL  # fmt: skip
+    for name in ("x", "panels", "sums", "mult", "y"):
+        assert qconv(**{name: 0}) == EINVAL
+    for array in (X, W, S, F):
+        assert qconv(y=array.ctypes.data) == EINVAL

@@ -238,3 +238,57 @@ def test_planned_steps_keep_each_input_shape_apart(isa):
         np.testing.assert_array_equal(pool([nhwc(x)], False), nhwc(expected))
         expected = F.prelu(x, torch.from_numpy(slope))
         np.testing.assert_array_equal(prelu([nhwc(x)], False), nhwc(expected))
+
+
+def misaligned(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` starting 16 bytes past a 64-byte boundary."""
+    buffer = np.empty(a.size + 32, dtype=np.float32)
+    start = (-(buffer.ctypes.data // 4) + 4) % 16
+    copy = buffer[start : start + a.size].reshape(a.shape)
+    copy[...] = a
+    assert copy.ctypes.data % 64 == 16
+    return copy
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # in, out, kernel, stride, padding, dilation, height, width: 720 output pixels
+        # (misaligned panels are copied) with a group of 4 panels and one of 1, partly used
+        (3, 70, (7, 7), (2, 2), (3, 3), (1, 1), 40, 36),
+        # 2 panels, the last partly used, a dilated kernel and a short last tile
+        (16, 21, (3, 3), (2, 1), (2, 1), (1, 2), 6, 13),
+    ],
+)
+def test_avx512_float_convolution_equals_the_avx2_one_bit_for_bit(case, monkeypatch):
+    if not {"avx2", "avx512"} <= set(kernels.available_isas()):
+        pytest.skip("this CPU cannot run both paths")
+    c, o, kernel, stride, padding, dilation, h, w = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, h, w, c)).astype(np.float32)
+    matrix = float_ops.conv_weight_matrix(rng.standard_normal((o, c, *kernel)), 1)
+    bias = rng.standard_normal(o).astype(np.float32)
+    out = [
+        float_ops.conv_output_size(size, k, s, p, d)
+        for size, k, s, p, d in zip((h, w), kernel, stride, padding, dilation, strict=True)
+    ]
+    results = []
+    for path in ("avx2", "avx512"):
+        monkeypatch.setenv(kernels.ENV_ISA, path)
+        for panels in (
+            float_ops.column_panels(matrix[0]),
+            misaligned(float_ops.column_panels(matrix[0])),
+        ):
+            for threads in (1, 2):
+                y = float_ops._native_conv(
+                    x, panels, bias, o, out, kernel, stride, padding, dilation, threads
+                )
+                results.append(y)
+    for y in results[1:]:
+        np.testing.assert_array_equal(y.view(np.uint32), results[0].view(np.uint32))
+    torch_y = F.conv2d(
+        torch.from_numpy(x).permute(0, 3, 1, 2),
+        torch.from_numpy(matrix[0].T.reshape(o, *kernel, c)).permute(0, 3, 1, 2),
+        torch.from_numpy(bias), stride, padding, dilation,
+    )  # fmt: skip
+    np.testing.assert_allclose(results[0], nhwc(torch_y), rtol=1e-4, atol=1e-4)

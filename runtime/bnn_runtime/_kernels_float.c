@@ -236,18 +236,24 @@ BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols,
     return BNN_OK;
 }
 
-/* ---- float convolution (AVX2 + FMA) ------------------------------------------------ */
+/* ---- float convolution (AVX2 + FMA; AVX-512) ------------------------------------- */
 
 /* An ungrouped float convolution of NHWC input with zero padding, as a matrix product
  * whose rows (im2col) are read straight from the input: the input is first copied into
  * a zero-padded buffer (when there is padding), so a kernel row of an output pixel is
  * one contiguous run of KW * C floats (C floats per tap with dilation). The weights are
  * column panels [ceil(O / 16)][K][16] (K = KH * KW * C in the order kernel row, kernel
- * column, channel; columns beyond O are zero), laid out once by the caller. A register
- * tile is FC_ROWS pixels x 16 output channels: per step of K, two weight loads, FC_ROWS
- * broadcasts and 2 * FC_ROWS fused multiply-adds. Only CPUs with AVX2 and FMA run it;
- * elsewhere the caller uses NumPy. Sums are in another order than NumPy's or PyTorch's
- * (and fused), so results differ from theirs by float rounding only. */
+ * column, channel; columns beyond O are zero), laid out once by the caller.
+ *
+ * A register tile is a few pixels x a group of panels: on AVX2, 6 pixels x 1 panel (two
+ * 8-float vectors each: per step of K, two weight loads, 6 broadcasts and 12 fused
+ * multiply-adds); on AVX-512, FZ_ROWS pixels x up to 4 panels (64 output channels, one
+ * 16-float vector each: per step, 4 weight loads and FZ_ROWS broadcasts for 4 x FZ_ROWS
+ * fused multiply-adds). Every output is the same sum on both: zero, then one fused
+ * multiply-add per step of K in order, then the bias, so the two paths agree bit for bit.
+ * Only CPUs with AVX2 and FMA run it; elsewhere the caller uses NumPy. Sums are in
+ * another order than NumPy's or PyTorch's (and fused), so results differ from theirs by
+ * float rounding only. */
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
@@ -255,35 +261,49 @@ BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols,
 #define FC_TARGET __attribute__((target("avx2,fma")))
 #define FC_ROWS 6
 #define FC_COLS 16
-/* Tiles that go through the column panels together: with the panel, the input rows of
- * 16 x 6 pixels of a 7x7 stride-2 convolution (about 16 KB) fit in L1. */
+/* Pixels per AVX-512 tile: with 4 panels, 4 x FZ_ROWS accumulators of the 32 registers. */
+#define FZ_ROWS 6
+#define FZ_PANELS 4
+/* Output pixels from which the AVX-512 path copies misaligned panels to aligned memory. */
+#define FZ_ALIGN_PIXELS 512
+#define FC_MAX_ROWS (FC_ROWS > FZ_ROWS ? FC_ROWS : FZ_ROWS)
+/* Tiles that go through a group of column panels together: with the panels, the input
+ * rows of 16 x 6 pixels of a 7x7 stride-2 convolution (about 16 KB) fit in L1. */
 #define FC_TILE_RUN 16
 
-typedef struct {
+typedef struct fconv_job fconv_job;
+/* Output channels [col, col + 16 * panels) of a tile of `rows` pixels from p0, whose
+ * input rows are a. */
+typedef void (*fconv_tile_fn)(const fconv_job *j, const float *const *a, int64_t p0, int rows,
+                              int64_t col, int64_t panels);
+
+struct fconv_job {
     const float *x; /* [n][hp][wp][c]: the input, zero-padded */
     const float *panels, *bias;
     float *y;
-    int64_t n, hp, wp, c, o, oh, ow, kh, kw, sh, sw, dh, dw, k, tiles;
+    int64_t n, hp, wp, c, o, oh, ow, kh, kw, sh, sw, dh, dw, k;
     int64_t runs, run, run_step; /* per kernel row: runs of `run` floats, `run_step` apart */
-    int64_t npanels, items;      /* column panels; work items (runs of tiles x panels) */
-} fconv_job;
+    int64_t rows, group;         /* pixels per tile; column panels per tile */
+    int64_t tiles, npanels, groups, items; /* work items: runs of tiles x panel groups */
+    fconv_tile_fn tile;
+};
 
-/* Each pixel's first input value for the tile of pixels p0 .. p0 + rows - 1; rows past
- * the last pixel repeat the first one (they are computed, not stored). */
+/* Each pixel's first input value for the tile of pixels p0 .. p0 + rows - 1; rows up to
+ * FC_MAX_ROWS past the last pixel repeat the first one (they are computed, not stored). */
 static void fconv_rows(const fconv_job *j, int64_t p0, int rows, const float **a)
 {
-    for (int r = 0; r < FC_ROWS; r++) {
+    for (int r = 0; r < FC_MAX_ROWS; r++) {
         const int64_t p = p0 + (r < rows ? r : 0), ni = p / (j->oh * j->ow);
         const int64_t oy = p / j->ow % j->oh, ox = p % j->ow;
         a[r] = j->x + ((ni * j->hp + oy * j->sh) * j->wp + ox * j->sw) * j->c;
     }
 }
 
-/* Output channels [col0, col1) (multiples of 16) of the tile whose input rows are
- * rows_in. */
+/* The AVX2 tile: `panels` panels one after the other. */
 FC_TARGET static void fconv_tile(const fconv_job *j, const float *const *rows_in, int64_t p0,
-                                 int rows, int64_t col0, int64_t col1)
+                                 int rows, int64_t col0, int64_t panels)
 {
+    const int64_t col1 = col0 + panels * FC_COLS;
     const int64_t o = j->o, k = j->k, row_step = j->dh * j->wp * j->c;
     const float *a[FC_ROWS];
     for (int r = 0; r < FC_ROWS; r++)
@@ -321,49 +341,132 @@ FC_TARGET static void fconv_tile(const fconv_job *j, const float *const *rows_in
     }
 }
 
-/* The work items: a run of tiles x one column panel, run-major. The run's tiles go
- * through the panel (K x 16 floats, 9.4 KB for a 7x7x3 kernel) together, so that it stays
- * in L1 while they use it, instead of every panel being read again from L2 for each
- * tile. This computes items [i0, i1). */
+/* The AVX-512 tile, on the compiler's own intrinsics only (the emulated test build of
+ * the AVX-512 path runs the AVX2 tile instead, which gives the same results). */
+#ifndef BNN_AVX512_EMULATION
+#define FZ_TARGET __attribute__((target("avx512f,avx2,fma")))
+
+/* The tile with NP panels (a constant once inlined, so every accumulator is a register). */
+static inline __attribute__((always_inline)) FZ_TARGET void
+fconv_tile_zmm(const fconv_job *j, const float *const *rows_in, int64_t p0, int rows,
+               int64_t col, const int NP)
+{
+    const int64_t o = j->o, k = j->k, row_step = j->dh * j->wp * j->c, step = k * FC_COLS;
+    const float *a[FZ_ROWS];
+    for (int r = 0; r < FZ_ROWS; r++)
+        a[r] = rows_in[r];
+    const float *b = j->panels + (col / FC_COLS) * step;
+    __m512 acc[FZ_ROWS][FZ_PANELS];
+    for (int r = 0; r < FZ_ROWS; r++)
+        for (int p = 0; p < NP; p++)
+            acc[r][p] = _mm512_setzero_ps();
+    for (int64_t ky = 0; ky < j->kh; ky++)
+        for (int64_t q = 0; q < j->runs; q++) {
+            const int64_t off = ky * row_step + q * j->run_step;
+            for (int64_t i = 0; i < j->run; i++, b += FC_COLS) {
+                __m512 w[FZ_PANELS];
+                for (int p = 0; p < NP; p++)
+                    w[p] = _mm512_loadu_ps(b + p * step);
+                for (int r = 0; r < FZ_ROWS; r++) {
+                    const __m512 av = _mm512_set1_ps(a[r][off + i]);
+                    for (int p = 0; p < NP; p++)
+                        acc[r][p] = _mm512_fmadd_ps(av, w[p], acc[r][p]);
+                }
+            }
+        }
+    for (int p = 0; p < NP; p++) {
+        const int64_t c0 = col + p * FC_COLS, cols = o - c0 < FC_COLS ? o - c0 : FC_COLS;
+        const __mmask16 mask = (__mmask16)((1u << cols) - 1);
+        const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(mask, j->bias + c0)
+                                    : _mm512_setzero_ps();
+        for (int r = 0; r < FZ_ROWS; r++)
+            if (r < rows)
+                _mm512_mask_storeu_ps(j->y + (p0 + r) * o + c0, mask,
+                                      _mm512_add_ps(acc[r][p], bias));
+    }
+}
+
+FZ_TARGET static void fconv_tile_avx512(const fconv_job *j, const float *const *a, int64_t p0,
+                                        int rows, int64_t col, int64_t panels)
+{
+    if (FZ_PANELS >= 4 && panels == 4)
+        fconv_tile_zmm(j, a, p0, rows, col, 4);
+    else if (FZ_PANELS >= 3 && panels == 3)
+        fconv_tile_zmm(j, a, p0, rows, col, 3);
+    else if (FZ_PANELS >= 2 && panels == 2)
+        fconv_tile_zmm(j, a, p0, rows, col, 2);
+    else
+        fconv_tile_zmm(j, a, p0, rows, col, 1);
+}
+#endif
+
+/* The work items: a run of tiles x one group of column panels, run-major. The run's tiles
+ * go through the group's panels (K x 16 floats each, 9.4 KB for a 7x7x3 kernel) together,
+ * so that they stay in L1 while the tiles use them, instead of being read again from L2
+ * for each tile. This computes items [i0, i1). */
 static void fconv_task(void *ctx, int64_t i0, int64_t i1, int tid)
 {
     (void)tid;
     const fconv_job *j = ctx;
-    const int64_t pixels = j->n * j->oh * j->ow, panels = j->npanels;
-    const float *a[FC_TILE_RUN][FC_ROWS];
+    const int64_t pixels = j->n * j->oh * j->ow, size = j->rows;
+    const float *a[FC_TILE_RUN][FC_MAX_ROWS];
     int64_t rows_of = -1; /* the run whose rows a holds */
     for (int64_t it = i0; it < i1; it++) {
-        const int64_t run = it / panels, col = it % panels * FC_COLS;
+        const int64_t run = it / j->groups, first = it % j->groups * j->group;
+        const int64_t panels = j->npanels - first < j->group ? j->npanels - first : j->group;
         const int64_t g0 = run * FC_TILE_RUN;
         const int64_t g1 = g0 + FC_TILE_RUN < j->tiles ? g0 + FC_TILE_RUN : j->tiles;
         if (run != rows_of) {
             for (int64_t t = g0; t < g1; t++) {
-                const int64_t p0 = t * FC_ROWS;
-                fconv_rows(j, p0, (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS),
-                           a[t - g0]);
+                const int64_t p0 = t * size;
+                fconv_rows(j, p0, (int)(pixels - p0 < size ? pixels - p0 : size), a[t - g0]);
             }
             rows_of = run;
         }
         for (int64_t t = g0; t < g1; t++) {
-            const int64_t p0 = t * FC_ROWS;
-            const int rows = (int)(pixels - p0 < FC_ROWS ? pixels - p0 : FC_ROWS);
-            fconv_tile(j, a[t - g0], p0, rows, col, col + FC_COLS);
+            const int64_t p0 = t * size;
+            const int rows = (int)(pixels - p0 < size ? pixels - p0 : size);
+            j->tile(j, a[t - g0], p0, rows, first * FC_COLS, panels);
         }
     }
 }
 
-/* x [n][h][w][c] into a zeroed [n][h + 2ph][w + 2pw][c]. */
+/* x [n][h][w][c] into a new [n][h + 2ph][w + 2pw][c] with zeros around it: only the
+ * border is zeroed, the rest is written once by the copy. */
 static float *zero_padded(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                           int64_t ph, int64_t pw)
 {
-    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
-    float *xp = calloc((size_t)(n * hp * wp * c), sizeof *xp);
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw, line = wp * c;
+    float *xp = malloc((size_t)(n * hp * line) * sizeof *xp);
     if (!xp)
         return NULL;
-    for (int64_t i = 0; i < n * h; i++)
-        memcpy(xp + ((i / h * hp + i % h + ph) * wp + pw) * c, x + i * w * c,
-               (size_t)(w * c) * sizeof *xp);
+    for (int64_t ni = 0; ni < n; ni++) {
+        float *image = xp + ni * hp * line;
+        memset(image, 0, (size_t)(ph * line) * sizeof *xp);
+        memset(image + (ph + h) * line, 0, (size_t)(ph * line) * sizeof *xp);
+        for (int64_t i = 0; i < h; i++) {
+            float *row = image + (ph + i) * line;
+            memset(row, 0, (size_t)(pw * c) * sizeof *xp);
+            memcpy(row + pw * c, x + (ni * h + i) * w * c, (size_t)(w * c) * sizeof *xp);
+            memset(row + (pw + w) * c, 0, (size_t)(pw * c) * sizeof *xp);
+        }
+    }
     return xp;
+}
+
+/* The panels at a 64-byte boundary, copied there when they are not (NULL: no memory), so
+ * that no 16-float weight load of the AVX-512 tile spans two cache lines (about 7 % of a
+ * 7x7 stem). *copy receives the copy to free, or NULL. */
+static const float *aligned_panels(const float *panels, int64_t count, float **copy)
+{
+    *copy = NULL;
+    if ((uintptr_t)panels % 64 == 0)
+        return panels;
+    const size_t bytes = (size_t)count * sizeof *panels;
+    *copy = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (*copy)
+        memcpy(*copy, panels, bytes);
+    return *copy;
 }
 
 #endif
@@ -417,7 +520,7 @@ BNN_API int bnn_float_conv2d(const bnn_window *g, const float *x, const float *p
 #if defined(__x86_64__) || defined(__i386__)
     if (isa < BNN_ISA_AVX2 || !__builtin_cpu_supports("fma"))
         return BNN_EISA;
-    float *padded = NULL;
+    float *padded = NULL, *panel_copy = NULL;
     if (ph || pw) {
         padded = zero_padded(x, n, h, w, c, ph, pw);
         if (!padded)
@@ -425,14 +528,31 @@ BNN_API int bnn_float_conv2d(const bnn_window *g, const float *x, const float *p
     }
     const int64_t pixels = n * oh * ow;
     fconv_job j = {padded ? padded : x, panels, bias, y, n, hp, wp, c, o, oh, ow, kh, kw, sh,
-                   sw, dh, dw, k, bnn_ceil_div(pixels, FC_ROWS), dw == 1 ? 1 : kw,
-                   dw == 1 ? kw * c : c, dw * c, bnn_ceil_div(o, FC_COLS), 0};
+                   sw, dh, dw, k, dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c, FC_ROWS, 1,
+                   0, bnn_ceil_div(o, FC_COLS), 0, 0, fconv_tile};
+#ifndef BNN_AVX512_EMULATION
+    if (isa >= BNN_ISA_AVX512) {
+        /* The copy pays where every weight serves many pixels. */
+        if (pixels >= FZ_ALIGN_PIXELS)
+            j.panels = aligned_panels(panels, j.npanels * k * FC_COLS, &panel_copy);
+        if (!j.panels) {
+            free(padded);
+            return BNN_ENOMEM;
+        }
+        j.rows = FZ_ROWS;
+        j.group = FZ_PANELS;
+        j.tile = fconv_tile_avx512;
+    }
+#endif
+    j.tiles = bnn_ceil_div(pixels, j.rows);
+    j.groups = bnn_ceil_div(j.npanels, j.group);
     /* At most one item per output value. */
-    j.items = bnn_ceil_div(j.tiles, FC_TILE_RUN) * j.npanels;
+    j.items = bnn_ceil_div(j.tiles, FC_TILE_RUN) * j.groups;
     /* A fused multiply-add of 8 floats costs about a word operation. */
     const int team = bnn_team_size(threads, j.items, BNN_WORK(pixels, k, o) / 8);
     bnn_parallel(team, j.items, fconv_task, &j);
     free(padded);
+    free(panel_copy);
     return BNN_OK;
 #else
     (void)bias;

@@ -1,8 +1,9 @@
-/* The AVX2 int8 micro-kernel: four activation bytes broadcast to every int32 lane, times
- * a panel of 8 output channels x 4 weights by vpmaddubsw (unsigned by signed bytes,
- * adjacent products summed in int16, which cannot saturate for activations below 128),
- * the pairs widened and summed to one int32 per channel by vpmaddwd with ones. Four
- * panels (32 channels) share each broadcast. */
+/* The AVX2 int8 micro-kernel: four activation bytes of a row broadcast to every int32
+ * lane, times a panel of 8 output channels x 4 weights by vpmaddubsw (unsigned by signed
+ * bytes, adjacent products summed in int16, which cannot saturate for activations below
+ * 128), the pairs widened and summed to one int32 per channel by vpmaddwd with ones. Four
+ * rows times two panels (16 channels) make 8 independent sums: each broadcast serves two
+ * panels and each weight load four rows. */
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
@@ -11,15 +12,16 @@
 
 #define TARGET __attribute__((target("avx2")))
 #define W BNN_QDOT_WIDTH_AVX2
+#define R BNN_QDOT_ROWS
 
 static inline __attribute__((always_inline)) TARGET __m256i madd(__m256i acc, __m256i x,
-                                                                 const int8_t *w)
+                                                                 __m256i w)
 {
-    const __m256i pairs = _mm256_maddubs_epi16(x, _mm256_loadu_si256((const __m256i *)w));
+    const __m256i pairs = _mm256_maddubs_epi16(x, w);
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 
-/* Channels [first, first + count) of the 8 in sums. */
+/* The first count (at most 8) channels of sums. */
 static inline __attribute__((always_inline)) TARGET void store(int32_t *acc, __m256i sums,
                                                                int64_t count)
 {
@@ -28,35 +30,50 @@ static inline __attribute__((always_inline)) TARGET void store(int32_t *acc, __m
     memcpy(acc, lanes, (size_t)(count < W ? count : W) * sizeof *acc);
 }
 
-TARGET void bnn_qdot_avx2(const uint8_t *a, int64_t k, const int8_t *panels, int64_t o,
-                          int32_t *acc)
+/* The sums of `np` panels from panel p on, for the R rows (the first `rows` stored). */
+static inline __attribute__((always_inline)) TARGET void
+panels_of(const uint8_t *const row[R], int64_t rows, int64_t k, const int8_t *panels, int64_t o,
+          int64_t p, int np, int32_t *acc)
 {
-    const int64_t groups = (k + 3) / 4, npanels = (o + W - 1) / W, step = 4 * W;
-    const int64_t panel_bytes = groups * step;
-    int64_t p = 0;
-    for (; p + 4 <= npanels; p += 4) {
-        const int8_t *w0 = panels + p * panel_bytes, *w1 = w0 + panel_bytes;
-        const int8_t *w2 = w1 + panel_bytes, *w3 = w2 + panel_bytes;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t t = 0; t < groups; t++) {
-            const __m256i x = _mm256_set1_epi32(bnn_qdot_group(a, k, t));
-            s0 = madd(s0, x, w0 + t * step);
-            s1 = madd(s1, x, w1 + t * step);
-            s2 = madd(s2, x, w2 + t * step);
-            s3 = madd(s3, x, w3 + t * step);
+    const int64_t groups = (k + 3) / 4, step = 4 * W, panel_bytes = groups * step;
+    const int8_t *w = panels + p * panel_bytes;
+    __m256i s[R][2];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int q = 0; q < np; q++)
+            s[r][q] = _mm256_setzero_si256();
+    for (int64_t t = 0; t < groups; t++) {
+        __m256i v[2];
+        #pragma GCC unroll 4
+        for (int q = 0; q < np; q++)
+            v[q] = _mm256_loadu_si256((const __m256i *)(w + q * panel_bytes + t * step));
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m256i x = _mm256_set1_epi32(bnn_qdot_group(row[r], k, t));
+            #pragma GCC unroll 4
+            for (int q = 0; q < np; q++)
+                s[r][q] = madd(s[r][q], x, v[q]);
         }
-        store(acc + p * W, s0, o - p * W);
-        store(acc + (p + 1) * W, s1, o - (p + 1) * W);
-        store(acc + (p + 2) * W, s2, o - (p + 2) * W);
-        store(acc + (p + 3) * W, s3, o - (p + 3) * W);
     }
-    for (; p < npanels; p++) {
-        const int8_t *w = panels + p * panel_bytes;
-        __m256i s = _mm256_setzero_si256();
-        for (int64_t t = 0; t < groups; t++)
-            s = madd(s, _mm256_set1_epi32(bnn_qdot_group(a, k, t)), w + t * step);
-        store(acc + p * W, s, o - p * W);
-    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < rows; r++)
+        #pragma GCC unroll 4
+        for (int q = 0; q < np; q++)
+            store(acc + r * o + (p + q) * W, s[r][q], o - (p + q) * W);
+}
+
+TARGET void bnn_qdot_avx2(const uint8_t *a, int64_t lda, int64_t rows, int64_t k,
+                          const int8_t *panels, int64_t o, int32_t *acc)
+{
+    const uint8_t *row[R];
+    bnn_qdot_rows(a, lda, rows, row);
+    const int64_t npanels = (o + W - 1) / W;
+    int64_t p = 0;
+    for (; p + 2 <= npanels; p += 2)
+        panels_of(row, rows, k, panels, o, p, 2, acc);
+    for (; p < npanels; p++)
+        panels_of(row, rows, k, panels, o, p, 1, acc);
 }
 
 #endif

@@ -1,8 +1,9 @@
-/* The AVX-512 VNNI int8 micro-kernel: four activation bytes broadcast to every int32
- * lane, times a panel of 16 output channels x 4 weights by vpdpbusd, which adds each
- * channel's four products to its int32 lane with no intermediate saturation. Four panels
- * (64 channels) share each broadcast. The avx512 path uses it on CPUs with VNNI (the AVX2
- * micro-kernel otherwise). */
+/* The AVX-512 VNNI int8 micro-kernel: four activation bytes of a row broadcast to every
+ * int32 lane, times a panel of 16 output channels x 4 weights by vpdpbusd, which adds
+ * each channel's four products to its int32 lane with no intermediate saturation. Four
+ * rows times four panels (64 channels) make 16 independent sums: each broadcast serves
+ * four panels and each weight load four rows. The avx512 path uses it on CPUs with VNNI
+ * (the AVX2 micro-kernel otherwise). */
 #if defined(__x86_64__) || defined(__i386__)
 
 #include "_kernels_int8.h"
@@ -38,6 +39,7 @@ static inline void _mm512_storeu_si512(void *p, __m512i a)
 #endif
 
 #define W BNN_QDOT_WIDTH_AVX512VNNI
+#define R BNN_QDOT_ROWS
 
 /* The first count (at most 16) channels of sums. */
 static inline __attribute__((always_inline)) TARGET void store(int32_t *acc, __m512i sums,
@@ -48,36 +50,50 @@ static inline __attribute__((always_inline)) TARGET void store(int32_t *acc, __m
     memcpy(acc, lanes, (size_t)(count < W ? count : W) * sizeof *acc);
 }
 
-TARGET void bnn_qdot_avx512vnni(const uint8_t *a, int64_t k, const int8_t *panels, int64_t o,
-                                int32_t *acc)
+/* The sums of `np` panels from panel p on, for the R rows (the first `rows` stored). */
+static inline __attribute__((always_inline)) TARGET void
+panels_of(const uint8_t *const row[R], int64_t rows, int64_t k, const int8_t *panels, int64_t o,
+          int64_t p, int np, int32_t *acc)
 {
-    const int64_t groups = (k + 3) / 4, npanels = (o + W - 1) / W, step = 4 * W;
-    const int64_t panel_bytes = groups * step;
-    int64_t p = 0;
-    for (; p + 4 <= npanels; p += 4) {
-        const int8_t *w0 = panels + p * panel_bytes, *w1 = w0 + panel_bytes;
-        const int8_t *w2 = w1 + panel_bytes, *w3 = w2 + panel_bytes;
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t t = 0; t < groups; t++) {
-            const __m512i x = _mm512_set1_epi32(bnn_qdot_group(a, k, t));
-            s0 = _mm512_dpbusd_epi32(s0, x, _mm512_loadu_si512(w0 + t * step));
-            s1 = _mm512_dpbusd_epi32(s1, x, _mm512_loadu_si512(w1 + t * step));
-            s2 = _mm512_dpbusd_epi32(s2, x, _mm512_loadu_si512(w2 + t * step));
-            s3 = _mm512_dpbusd_epi32(s3, x, _mm512_loadu_si512(w3 + t * step));
+    const int64_t groups = (k + 3) / 4, step = 4 * W, panel_bytes = groups * step;
+    const int8_t *w = panels + p * panel_bytes;
+    __m512i s[R][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int q = 0; q < np; q++)
+            s[r][q] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < groups; t++) {
+        __m512i v[4];
+        #pragma GCC unroll 4
+        for (int q = 0; q < np; q++)
+            v[q] = _mm512_loadu_si512(w + q * panel_bytes + t * step);
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512i x = _mm512_set1_epi32(bnn_qdot_group(row[r], k, t));
+            #pragma GCC unroll 4
+            for (int q = 0; q < np; q++)
+                s[r][q] = _mm512_dpbusd_epi32(s[r][q], x, v[q]);
         }
-        store(acc + p * W, s0, o - p * W);
-        store(acc + (p + 1) * W, s1, o - (p + 1) * W);
-        store(acc + (p + 2) * W, s2, o - (p + 2) * W);
-        store(acc + (p + 3) * W, s3, o - (p + 3) * W);
     }
-    for (; p < npanels; p++) {
-        const int8_t *w = panels + p * panel_bytes;
-        __m512i s = _mm512_setzero_si512();
-        for (int64_t t = 0; t < groups; t++)
-            s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(bnn_qdot_group(a, k, t)),
-                                    _mm512_loadu_si512(w + t * step));
-        store(acc + p * W, s, o - p * W);
-    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < rows; r++)
+        #pragma GCC unroll 4
+        for (int q = 0; q < np; q++)
+            store(acc + r * o + (p + q) * W, s[r][q], o - (p + q) * W);
+}
+
+TARGET void bnn_qdot_avx512vnni(const uint8_t *a, int64_t lda, int64_t rows, int64_t k,
+                                const int8_t *panels, int64_t o, int32_t *acc)
+{
+    const uint8_t *row[R];
+    bnn_qdot_rows(a, lda, rows, row);
+    const int64_t npanels = (o + W - 1) / W;
+    int64_t p = 0;
+    for (; p + 4 <= npanels; p += 4)
+        panels_of(row, rows, k, panels, o, p, 4, acc);
+    for (; p < npanels; p++)
+        panels_of(row, rows, k, panels, o, p, 1, acc);
 }
 
 #endif

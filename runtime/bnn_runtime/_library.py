@@ -19,7 +19,7 @@ LIBRARY_STEM = "_libkernels"
 
 #: ``BNN_ABI_VERSION`` of the header this module mirrors; a library reporting another
 #: version (or none) is not used.
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 # The ISA paths in the order of the C enum (BNN_ISA_PORTABLE = 0, ...).
 ISAS: tuple[str, ...] = ("portable", "avx2", "avx512")
@@ -137,6 +137,10 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.bnn_qgemm.argtypes = [_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _PTR, _PTR, _PTR]
     lib.bnn_qgemm.argtypes += [_I64, _I64]
     lib.bnn_qgemm.restype = ctypes.c_int
+    # window, x, inverse, zero_point, panels, o, wsum, multiplier, bias, y, isa, threads
+    lib.bnn_qconv2d.argtypes = [ctypes.POINTER(Window), _PTR, ctypes.c_float, _I64, _PTR, _I64]
+    lib.bnn_qconv2d.argtypes += [_PTR, _PTR, _PTR, _PTR, _I64, _I64]
+    lib.bnn_qconv2d.restype = ctypes.c_int
     lib.bnn_parallel_callback.argtypes = [_I64, CALLBACK]
     lib.bnn_parallel_callback.restype = None
     return lib

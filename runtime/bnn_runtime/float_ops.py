@@ -78,7 +78,18 @@ def column_panels(matrix: np.ndarray) -> np.ndarray:
     blocks = -(-columns // PANEL_COLUMNS)
     padded = np.zeros((rows, blocks * PANEL_COLUMNS), dtype=np.float32)
     padded[:, :columns] = matrix
-    return np.ascontiguousarray(padded.reshape(rows, blocks, PANEL_COLUMNS).transpose(1, 0, 2))
+    panels = _aligned_empty((blocks, rows, PANEL_COLUMNS))
+    panels[...] = padded.reshape(rows, blocks, PANEL_COLUMNS).transpose(1, 0, 2)
+    return panels
+
+
+def _aligned_empty(shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:
+    """An uninitialised float32 array starting on an ``alignment``-byte boundary (a cache
+    line), so that the kernels' full-width vector loads never straddle two lines."""
+    count = math.prod(shape) * 4
+    raw = np.empty(count + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + count].view(np.float32).reshape(shape)
 
 
 def channels_last(x: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 /* The version of this interface: the library and its callers must agree on it. */
-#define BNN_ABI_VERSION 2
+#define BNN_ABI_VERSION 3
 
 #if defined(_WIN32)
 #define BNN_API __declspec(dllexport)
@@ -154,6 +154,17 @@ BNN_API int bnn_qgemm_width(int64_t isa);
 BNN_API int bnn_qgemm(const uint8_t *a, int64_t m, int64_t k, const int8_t *panels, int64_t o,
                       const int32_t *wsum, int64_t zero_point, const float *multiplier,
                       const float *bias, float *y, int64_t isa, int64_t threads);
+/* y [n, oh, ow, o] = the int8 convolution of x [n, h, w, c] (float, quantized here as
+ * q = rint(min(max(x * inverse, -zero_point), 127 - zero_point)) + zero_point, the float
+ * product rounded first, halves to even, NaN giving 0; padding is zero_point), with int8
+ * weights w [o, kh, kw, c] given as the panels of bnn_qgemm for k = kh * kw * c (channels
+ * fastest, then kw, then kh) and wsum [o] their sums, requantized as bnn_qgemm does; the
+ * window's sizes follow bnn_float_conv2d. 1 <= k <= 65536, zero_point in [0, 127]; y does
+ * not overlap the other arrays. */
+BNN_API int bnn_qconv2d(const bnn_window *window, const float *x, float inverse,
+                        int64_t zero_point, const int8_t *panels, int64_t o,
+                        const int32_t *wsum, const float *multiplier, const float *bias,
+                        float *y, int64_t isa, int64_t threads);
 
 #ifdef __cplusplus
 }
