@@ -14,6 +14,7 @@ SOURCES = [
     "bnn_runtime/_kernels_threads.c",
     "bnn_runtime/_kernels_conv.c",
     "bnn_runtime/_kernels_float.c",
+    "bnn_runtime/_kernels_float_avx512.c",
     "bnn_runtime/_kernels_portable.c",
     "bnn_runtime/_kernels_avx2.c",
     "bnn_runtime/_kernels_avx512.c",
@@ -26,6 +27,7 @@ HEADERS = [
     "bnn_runtime/include/bnn_runtime.h",
     "bnn_runtime/_kernels.h",
     "bnn_runtime/_kernels_pool.h",
+    "bnn_runtime/_kernels_float.h",
     "bnn_runtime/_kernels_int8.h",
 ]
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fvisibility=hidden", "-pthread"]

@@ -258,36 +258,9 @@ BNN_API int bnn_transpose(const float *x, int64_t n, int64_t rows, int64_t cols,
 
 #include <immintrin.h>
 
+#include "_kernels_float.h"
+
 #define FC_TARGET __attribute__((target("avx2,fma")))
-#define FC_ROWS 6
-#define FC_COLS 16
-/* Pixels per AVX-512 tile: with 4 panels, 4 x FZ_ROWS accumulators of the 32 registers. */
-#define FZ_ROWS 6
-#define FZ_PANELS 4
-/* Output pixels from which the AVX-512 path copies misaligned panels to aligned memory. */
-#define FZ_ALIGN_PIXELS 512
-#define FC_MAX_ROWS (FC_ROWS > FZ_ROWS ? FC_ROWS : FZ_ROWS)
-/* Tiles that go through a group of column panels together: with the panels, the input
- * rows of 16 x 6 pixels of a 7x7 stride-2 convolution (about 16 KB) fit in L1. */
-#define FC_TILE_RUN 16
-
-typedef struct fconv_job fconv_job;
-/* Output channels [col, col + 16 * panels) of a tile of `rows` pixels from p0, whose
- * input rows are a. */
-typedef void (*fconv_tile_fn)(const fconv_job *j, const float *const *a, int64_t p0, int rows,
-                              int64_t col, int64_t panels);
-
-struct fconv_job {
-    const float *x; /* [n][hp][wp][c]: the input, zero-padded */
-    const float *panels, *bias;
-    float *y;
-    int64_t n, hp, wp, c, o, oh, ow, kh, kw, sh, sw, dh, dw, k;
-    int64_t runs, run, run_step; /* per kernel row: runs of `run` floats, `run_step` apart */
-    int64_t rows, group;         /* pixels per tile; column panels per tile */
-    int64_t tiles, npanels, groups, items; /* work items: runs of tiles x panel groups */
-    fconv_tile_fn tile;
-};
-
 /* Each pixel's first input value for the tile of pixels p0 .. p0 + rows - 1; rows up to
  * FC_MAX_ROWS past the last pixel repeat the first one (they are computed, not stored). */
 static void fconv_rows(const fconv_job *j, int64_t p0, int rows, const float **a)
@@ -341,64 +314,6 @@ FC_TARGET static void fconv_tile(const fconv_job *j, const float *const *rows_in
     }
 }
 
-/* The AVX-512 tile, on the compiler's own intrinsics only (the emulated test build of
- * the AVX-512 path runs the AVX2 tile instead, which gives the same results). */
-#ifndef BNN_AVX512_EMULATION
-#define FZ_TARGET __attribute__((target("avx512f,avx2,fma")))
-
-/* The tile with NP panels (a constant once inlined, so every accumulator is a register). */
-static inline __attribute__((always_inline)) FZ_TARGET void
-fconv_tile_zmm(const fconv_job *j, const float *const *rows_in, int64_t p0, int rows,
-               int64_t col, const int NP)
-{
-    const int64_t o = j->o, k = j->k, row_step = j->dh * j->wp * j->c, step = k * FC_COLS;
-    const float *a[FZ_ROWS];
-    for (int r = 0; r < FZ_ROWS; r++)
-        a[r] = rows_in[r];
-    const float *b = j->panels + (col / FC_COLS) * step;
-    __m512 acc[FZ_ROWS][FZ_PANELS];
-    for (int r = 0; r < FZ_ROWS; r++)
-        for (int p = 0; p < NP; p++)
-            acc[r][p] = _mm512_setzero_ps();
-    for (int64_t ky = 0; ky < j->kh; ky++)
-        for (int64_t q = 0; q < j->runs; q++) {
-            const int64_t off = ky * row_step + q * j->run_step;
-            for (int64_t i = 0; i < j->run; i++, b += FC_COLS) {
-                __m512 w[FZ_PANELS];
-                for (int p = 0; p < NP; p++)
-                    w[p] = _mm512_loadu_ps(b + p * step);
-                for (int r = 0; r < FZ_ROWS; r++) {
-                    const __m512 av = _mm512_set1_ps(a[r][off + i]);
-                    for (int p = 0; p < NP; p++)
-                        acc[r][p] = _mm512_fmadd_ps(av, w[p], acc[r][p]);
-                }
-            }
-        }
-    for (int p = 0; p < NP; p++) {
-        const int64_t c0 = col + p * FC_COLS, cols = o - c0 < FC_COLS ? o - c0 : FC_COLS;
-        const __mmask16 mask = (__mmask16)((1u << cols) - 1);
-        const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(mask, j->bias + c0)
-                                    : _mm512_setzero_ps();
-        for (int r = 0; r < FZ_ROWS; r++)
-            if (r < rows)
-                _mm512_mask_storeu_ps(j->y + (p0 + r) * o + c0, mask,
-                                      _mm512_add_ps(acc[r][p], bias));
-    }
-}
-
-FZ_TARGET static void fconv_tile_avx512(const fconv_job *j, const float *const *a, int64_t p0,
-                                        int rows, int64_t col, int64_t panels)
-{
-    if (FZ_PANELS >= 4 && panels == 4)
-        fconv_tile_zmm(j, a, p0, rows, col, 4);
-    else if (FZ_PANELS >= 3 && panels == 3)
-        fconv_tile_zmm(j, a, p0, rows, col, 3);
-    else if (FZ_PANELS >= 2 && panels == 2)
-        fconv_tile_zmm(j, a, p0, rows, col, 2);
-    else
-        fconv_tile_zmm(j, a, p0, rows, col, 1);
-}
-#endif
 
 /* The work items: a run of tiles x one group of column panels, run-major. The run's tiles
  * go through the group's panels (K x 16 floats each, 9.4 KB for a 7x7x3 kernel) together,
@@ -530,7 +445,6 @@ BNN_API int bnn_float_conv2d(const bnn_window *g, const float *x, const float *p
     fconv_job j = {padded ? padded : x, panels, bias, y, n, hp, wp, c, o, oh, ow, kh, kw, sh,
                    sw, dh, dw, k, dw == 1 ? 1 : kw, dw == 1 ? kw * c : c, dw * c, FC_ROWS, 1,
                    0, bnn_ceil_div(o, FC_COLS), 0, 0, fconv_tile};
-#ifndef BNN_AVX512_EMULATION
     if (isa >= BNN_ISA_AVX512) {
         /* The copy pays where every weight serves many pixels. */
         if (pixels >= FZ_ALIGN_PIXELS)
@@ -541,9 +455,8 @@ BNN_API int bnn_float_conv2d(const bnn_window *g, const float *x, const float *p
         }
         j.rows = FZ_ROWS;
         j.group = FZ_PANELS;
-        j.tile = fconv_tile_avx512;
+        j.tile = bnn_fconv_tile_avx512;
     }
-#endif
     j.tiles = bnn_ceil_div(pixels, j.rows);
     j.groups = bnn_ceil_div(j.npanels, j.group);
     /* At most one item per output value. */

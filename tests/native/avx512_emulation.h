@@ -1,6 +1,7 @@
-/* The AVX-512 intrinsics that runtime/bnn_runtime/_kernels_avx512.c uses, computed lane by lane
- * in plain C as Intel's reference describes them. A test build of the library
- * (tests/test_runtime_avx512_emulated.py) compiles that file against this header instead
+/* The AVX-512 intrinsics that runtime/bnn_runtime/_kernels_avx512.c and
+ * _kernels_float_avx512.c use, computed lane by lane in plain C as Intel's reference
+ * describes them. A test build of the library
+ * (tests/test_runtime_avx512_emulated.py) compiles those files against this header instead
  * of <immintrin.h>, so that its logic (tiling, lane masks, count reduction, output
  * transform, fused finish, bit stores) is checked bit for bit on CPUs without AVX-512.
  * The compiler's own intrinsics are trusted to match the same reference.
@@ -10,6 +11,7 @@
 #ifndef BNN_AVX512_EMULATION_H
 #define BNN_AVX512_EMULATION_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -102,6 +104,22 @@ EMU __m512i _mm512_maskz_loadu_epi32(__mmask16 k, const void *p)
 {
     __m512i r = _mm512_setzero_si512();
     copy_lanes(&r, p, k);
+    return r;
+}
+
+EMU __m512 _mm512_loadu_ps(const void *p)
+{
+    __m512 r;
+    memcpy(r.f, p, sizeof r.f);
+    return r;
+}
+
+/* a * b + c rounded once, as the FMA instruction computes it. */
+EMU __m512 _mm512_fmadd_ps(__m512 a, __m512 b, __m512 c)
+{
+    __m512 r;
+    for (int i = 0; i < 16; i++)
+        r.f[i] = fmaf(a.f[i], b.f[i], c.f[i]);
     return r;
 }
 
