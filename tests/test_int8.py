@@ -137,8 +137,9 @@ NETWORKS = {
 }
 
 
+@pytest.mark.parametrize("mode", ["int8", "int8-all"])
 @pytest.mark.parametrize("name", NETWORKS)
-def test_int8_export_runs_and_agrees_with_the_float_layer_export(name, tmp_path):
+def test_int8_export_runs_and_agrees_with_the_float_layer_export(name, mode, tmp_path):
     build, shape, layers = NETWORKS[name]
     torch.manual_seed(0)
     model = build().eval()
@@ -146,14 +147,19 @@ def test_int8_export_runs_and_agrees_with_the_float_layer_export(name, tmp_path)
     calibration = [torch.randn(8, *shape, generator=generator) for _ in range(4)]
     export(model, tmp_path / "f.bnnpack", shape)
     result = export(
-        model, tmp_path / "q.bnnpack", shape, float_layers="int8", calibration=calibration
+        model, tmp_path / "q.bnnpack", shape, float_layers=mode, calibration=calibration
     )
-    assert result.int8_layers == layers
     pack = read(tmp_path / "q.bnnpack")
-    assert {"conv2d", "linear"}.isdisjoint(node.op for node in pack.graph.nodes)
+    stems = [node for node in pack.graph.nodes if pack.graph.input_name in node.inputs]
+    if mode == "int8":  # the stem reads the network's input and stays float
+        assert [node.op for node in stems] == ["conv2d"]
+        layers -= 1
+    assert result.int8_layers == layers
+    float_ops = [node.name for node in pack.graph.nodes if node.op in ("conv2d", "linear")]
+    assert float_ops == ([stems[0].name] if mode == "int8" else [])
     weights = [node.tensors["weight"] for node in pack.graph.nodes if node.op[0] == "q"]
     assert len(weights) == layers and all(pack.specs[w][0] == "int8" for w in weights)
-    assert pack.metadata["float_layers"] == "int8"
+    assert pack.metadata["float_layers"] == mode
     x = torch.randn(64, *shape, generator=generator).numpy()
     floats, ints = load(tmp_path / "f.bnnpack")(x), load(tmp_path / "q.bnnpack")(x)
     assert np.mean(floats.argmax(1) == ints.argmax(1)) >= 0.9
@@ -166,7 +172,7 @@ def test_int8_export_needs_calibration_batches(tmp_path):
         export(model, tmp_path / "q.bnnpack", (1, 28, 28), float_layers="int8")
     with pytest.raises(ExportError, match="at least one batch"):
         export(model, tmp_path / "q.bnnpack", (1, 28, 28), float_layers="int8", calibration=[])
-    with pytest.raises(ExportError, match="float or int8"):
+    with pytest.raises(ExportError, match="float, int8 or int8-all"):
         export(model, tmp_path / "q.bnnpack", (1, 28, 28), float_layers="int4")  # type: ignore[arg-type]
 
 
@@ -175,7 +181,8 @@ def int8_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("int8") / "lenet.bnnpack"
     torch.manual_seed(0)
     model = randomise(create_model("lenet5", binarize=True, width=8, hidden=16))
-    export(model, path, (1, 28, 28), float_layers="int8", calibration=[torch.randn(2, 1, 28, 28)])
+    calibration = [torch.randn(2, 1, 28, 28)]
+    export(model, path, (1, 28, 28), float_layers="int8-all", calibration=calibration)
     return path
 
 
@@ -229,7 +236,14 @@ def test_cli_int8_export_needs_calibrate_and_calibrates_on_the_recipe(tmp_path, 
     command = ["export", "lenet5", "-o", str(out), "--float-layers", "int8"]
     assert main(command) == 2
     assert "--calibrate" in capsys.readouterr().err
-    assert main([*command, "--calibrate", str(ROOT / "recipes" / "default.yaml")]) == 0
+    recipe = str(ROOT / "recipes" / "default.yaml")
+    assert main([*command, "--calibrate", recipe]) == 0
+    printed = capsys.readouterr().out
+    assert "1 float convolution/linear layer stored as int8" in printed
+    assert "the stem float" in printed
+    assert {n.op for n in read(out).graph.nodes} >= {"conv2d", "qlinear"}
+    command[-1] = "int8-all"
+    assert main([*command, "--calibrate", recipe]) == 0
     assert "2 float convolution/linear layers stored as int8" in capsys.readouterr().out
     assert {n.op for n in read(out).graph.nodes} >= {"qconv2d", "qlinear"}
 

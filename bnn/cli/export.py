@@ -39,16 +39,16 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(float_dtype="float32")
     parser.add_argument(
         "--float-layers",
-        choices=("float", "int8"),
+        choices=("float", "int8", "int8-all"),
         default="float",
-        help="store the float convolutions and linear layers (stem, downsampling, "
-        "classifier) as float (the default) or as int8 weights with calibrated input "
-        "scales (needs --calibrate)",
+        help="store the float convolutions and linear layers as float (the default); int8: "
+        "the downsampling and classifier layers as int8 weights with calibrated input "
+        "scales, the stem float; int8-all: the stem as int8 too (both need --calibrate)",
     )
     parser.add_argument(
         "--calibrate",
         metavar="RECIPE",
-        help="with --float-layers int8: calibrate the input scales on samples of this "
+        help="with --float-layers int8 or int8-all: calibrate the input scales on samples of this "
         "recipe's training data",
     )
     parser.add_argument(
@@ -115,11 +115,12 @@ def run(name: str, args: argparse.Namespace) -> int:
                 f"must not end in .onnx itself (got {output}); use a .bnnpack name"
             )
         check_output_file(output.with_suffix(".onnx"), "the ONNX file (--onnx)")
-    int8 = args.float_layers == "int8"
+    int8 = args.float_layers != "float"
     if int8 != (args.calibrate is not None):
         raise ConfigError(
-            "--float-layers int8 and --calibrate RECIPE go together: int8 layers need input "
-            "scales calibrated on a recipe's training data, float layers need none"
+            "--float-layers int8 (or int8-all) and --calibrate RECIPE go together: int8 "
+            "layers need input scales calibrated on a recipe's training data, float layers "
+            "need none"
         )
     check_target(args.target)
     source = load_source(args.target, args.bconfig)
@@ -167,9 +168,11 @@ def _print_report(report: dict[str, Any]) -> None:
         f"tensors {report['tensor_bytes']:,} B + header/metadata {report['metadata_bytes']:,} B"
     )
     if size is None:
+        count = report["int8_layers"]
         print(
-            f"  int8          {report['int8_layers']} float convolution/linear layers stored "
-            "as int8 weights with calibrated input scales"
+            f"  int8          {count} float convolution/linear layer{'s' * (count != 1)} "
+            f"stored as int8 weights with calibrated input scales"
+            + (", the stem float" if report["float_layers"] == "int8" else "")
         )
     else:
         _print_size(report)

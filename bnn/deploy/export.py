@@ -28,7 +28,9 @@ from bnn_runtime import format as pack_format
 from bnn_runtime.graph import OPS, Graph
 
 FloatDtype = Literal["float32", "float16"]
-FloatLayers = Literal["float", "int8"]
+FloatLayers = Literal["float", "int8", "int8-all"]
+#: The ``float_layers`` values that store int8 layers.
+INT8_LAYERS = ("int8", "int8-all")
 FLOAT_DTYPES: dict[str, type] = {"float32": np.float32, "float16": np.float16}
 
 
@@ -48,6 +50,7 @@ class ExportResult:
     added_values: int
     merged_values: int
     int8_layers: int = 0
+    float_layers: str = "float"
 
     @property
     def metadata_bytes(self) -> int:
@@ -73,6 +76,7 @@ class ExportResult:
             "added_values": self.added_values,
             "merged_values": self.merged_values,
             "int8_layers": self.int8_layers,
+            "float_layers": self.float_layers,
         }
 
 
@@ -119,23 +123,28 @@ def export(
     stored 1 bit each, every other tensor as ``float_dtype``. ``name`` and ``source``
     (for example ``{"model": {"name": "lenet5", "options": {}}}``, which ``bnn bench``
     uses to rebuild the float twin) go into the header's metadata. With ``float_layers=
-    "int8"`` the float convolutions and linear layers are stored with int8 weights and
-    input scales calibrated on ``calibration`` (batches of sample inputs, batch first;
-    :mod:`bnn.deploy.int8`). Raises
+    "int8"`` the float convolutions and linear layers other than the stem (those reading
+    the network's input) are stored with int8 weights and input scales calibrated on
+    ``calibration`` (batches of sample inputs, batch first; :mod:`bnn.deploy.int8`);
+    ``"int8-all"`` stores the stem as int8 too. Raises
     :class:`ExportError` naming the layer when a binarizer or an operation cannot run
     in the packed runtime.
     """
     if float_dtype not in FLOAT_DTYPES:
         raise ExportError(f"float_dtype must be float32 or float16, got {float_dtype!r}")
-    if float_layers not in ("float", "int8"):
-        raise ExportError(f"float_layers must be float or int8, got {float_layers!r}")
-    if float_layers == "int8" and calibration is None:
-        raise ExportError("float_layers='int8' needs calibration batches of sample inputs")
+    if float_layers not in ("float", *INT8_LAYERS):
+        raise ExportError(f"float_layers must be float, int8 or int8-all, got {float_layers!r}")
+    if float_layers in INT8_LAYERS and calibration is None:
+        raise ExportError(
+            f"float_layers={float_layers!r} needs calibration batches of sample inputs"
+        )
     captured = build_graph(model, input_shape)
     tensors = stored_tensors(captured, float_dtype)
     int8_layers = 0
-    if float_layers == "int8":
-        int8_layers = quantize(captured, calibrate(captured, calibration or [], tensors))
+    if float_layers in INT8_LAYERS:
+        every = float_layers == "int8-all"
+        stats = calibrate(captured, calibration or [], tensors, every)
+        int8_layers = quantize(captured, stats, every)
         tensors = stored_tensors(captured, float_dtype)
     from bnn import __version__
 
@@ -158,6 +167,7 @@ def export(
         added_values=captured.added,
         merged_values=captured.merged,
         int8_layers=int8_layers,
+        float_layers=float_layers,
     )
 
 

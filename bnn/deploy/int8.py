@@ -1,7 +1,12 @@
-"""Int8 for the layers a binary network keeps in float: every ``conv2d`` and ``linear``
-node of an exported graph (the stem, the downsampling shortcuts, the classifier)
-becomes a ``qconv2d`` or ``qlinear`` node with per-output-channel symmetric int8
-weights and a per-tensor input scale and zero point calibrated on sample batches.
+"""Int8 for the layers a binary network keeps in float: the ``conv2d`` and ``linear``
+nodes of an exported graph (the downsampling shortcuts and the classifier; the stem too
+with ``include_input_layers``) become ``qconv2d`` or ``qlinear`` nodes with
+per-output-channel symmetric int8 weights and a per-tensor input scale and zero point
+calibrated on sample batches.
+
+A node reading the network's input (the stem) stays float unless asked for: its output
+feeds the first binary layer's signs, where its rounding error flips bits, and int8 there
+changes the predicted class of a few percent of the inputs (see docs/deploy.md).
 
 Calibration runs the float graph itself in the packed runtime, so the ranges are those
 of exactly the values each node reads (after folding), not of a PyTorch module's input.
@@ -64,9 +69,15 @@ class Statistics:
     gram: np.ndarray | None = None
 
 
-def quantized_nodes(graph: Graph) -> list[Node]:
-    """The nodes that the int8 option stores as int8."""
-    return [node for node in graph.nodes if node.op in QUANTIZED_OPS]
+def quantized_nodes(graph: Graph, include_input_layers: bool = False) -> list[Node]:
+    """The nodes that the int8 option stores as int8: the float convolutions and linear
+    layers, those reading the network's input only with ``include_input_layers``."""
+    return [
+        node
+        for node in graph.nodes
+        if node.op in QUANTIZED_OPS
+        and (include_input_layers or graph.input_name not in node.inputs)
+    ]
 
 
 def _depth(node: Node) -> int:
@@ -105,13 +116,16 @@ def input_rows(node: Node, value: np.ndarray) -> np.ndarray:
 
 
 def calibrate(
-    captured: Captured, batches: Iterable[Any], tensors: dict[str, Any]
+    captured: Captured,
+    batches: Iterable[Any],
+    tensors: dict[str, Any],
+    include_input_layers: bool = False,
 ) -> dict[str, Statistics]:
     """Each quantized node's input statistics over ``batches`` (arrays or tensors,
     ``[N, *input_shape]``), running the float graph ``captured`` with its stored
     ``tensors``."""
     graph = captured.graph
-    nodes = quantized_nodes(graph)
+    nodes = quantized_nodes(graph, include_input_layers)
     sources = list(dict.fromkeys(node.inputs[0] for node in nodes))
     if not sources:
         return {}
@@ -175,10 +189,13 @@ def round_weights(matrix: np.ndarray, scale: np.ndarray, gram: np.ndarray) -> np
     return steps
 
 
-def quantize(captured: Captured, stats: dict[str, Statistics]) -> int:
-    """Turn the float convolutions and linear layers of ``captured`` into their int8
-    forms in place, with the calibrated input statistics; returns how many."""
-    nodes = quantized_nodes(captured.graph)
+def quantize(
+    captured: Captured, stats: dict[str, Statistics], include_input_layers: bool = False
+) -> int:
+    """Turn the float convolutions and linear layers of ``captured`` (see
+    :func:`quantized_nodes`) into their int8 forms in place, with the calibrated input
+    statistics; returns how many."""
+    nodes = quantized_nodes(captured.graph, include_input_layers)
     for node in nodes:
         seen = stats[node.name]
         scale, zero_point = seen.range.quantization()
