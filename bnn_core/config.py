@@ -83,9 +83,41 @@ class ComponentSpec(BaseModel):
 
 
 class ModelSpec(ComponentSpec):
-    """A model from the model registry, for example ``{name: lenet5, num_classes: 10}``."""
+    """A model from the model registry, for example ``{name: lenet5, num_classes: 10}``.
+    ``pretrained`` (a path, a URL with its SHA-256, a mapping ``{url: ..., sha256: ...}``
+    or ``true`` for the weights the model's registration declares) loads weights into the
+    model it builds; see :mod:`bnn_core.weights`."""
 
     kind = "model"
+    reserved = frozenset({"pretrained"})
+
+    @model_validator(mode="after")
+    def _check_pretrained(self) -> ModelSpec:
+        from bnn_core.weights import declared_source, parse_source
+
+        value = self.pretrained
+        try:
+            if value is True:
+                declared_source(self.name)
+            elif value is not None and value is not False:
+                parse_source(value)
+        except BnnError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def pretrained(self) -> Any:
+        """The ``pretrained`` value given, or None."""
+        return self.options.get("pretrained")
+
+    def build(self, **overrides: Any) -> Any:
+        """Build the model, with the ``pretrained`` weights loaded when given."""
+        model = super().build(**overrides)
+        if self.pretrained is None or self.pretrained is False:
+            return model
+        from bnn_core.weights import load_pretrained
+
+        return load_pretrained(model, self.pretrained, self.name)
 
 
 class DatasetSpec(ComponentSpec):

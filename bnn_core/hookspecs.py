@@ -123,3 +123,17 @@ def bnn_register_metrics(register: RegisterComponent) -> None:
 @hookspec
 def bnn_register_callbacks(register: RegisterComponent) -> None:
     """Register trainer callbacks, selected by name in a recipe's ``training.callbacks``."""
+
+
+class RegisterPathHandler(Protocol):
+    """``register(handler)``: an iopath ``PathHandler`` through which pretrained weights are
+    read, as an instance, a class taking no arguments, or a lazy reference to either. Its
+    ``_get_supported_prefixes()`` (``"s3://"``, ...) are the locations it serves."""
+
+    def __call__(self, handler: Any) -> None: ...
+
+
+@hookspec
+def bnn_register_path_handlers(register: RegisterPathHandler) -> None:
+    """Register iopath path handlers, so that ``pretrained:`` locations with their
+    prefixes (``s3://bucket/model.pt#sha256=...``) can be read."""

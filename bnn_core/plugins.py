@@ -31,7 +31,15 @@ import pluggy
 
 from bnn_core import builtin, hookspecs
 from bnn_core.errors import PluginError
-from bnn_core.registry import Entry, Registry, normalize_name, qualified_name, snake_case
+from bnn_core.registry import (
+    _REFERENCE,
+    Entry,
+    Registry,
+    normalize_name,
+    qualified_name,
+    resolve_reference,
+    snake_case,
+)
 
 CORE_DISTRIBUTION = "bnn-core"
 CORE_PLUGIN = "bnn_core"
@@ -51,6 +59,10 @@ HOOKS = {
 }
 #: The kinds of component, one registry and one hook each.
 KINDS = tuple(HOOKS)
+#: The hook that registers iopath path handlers (no registry: handlers are keyed by prefix).
+PATH_HANDLER_HOOK = "bnn_register_path_handlers"
+#: The prefixes bnn's own download handler serves; a plugin cannot take them over.
+BUILTIN_PREFIXES = ("http://", "https://")
 
 
 @dataclass
@@ -76,6 +88,7 @@ class _State:
         self.lock = threading.RLock()
         self.manager: pluggy.PluginManager | None = None
         self.infos: dict[str, PluginInfo] = {}
+        self.path_handlers: list[tuple[str, Any]] = []
         self.loaded = False
 
 
@@ -175,6 +188,7 @@ def reset_plugins() -> None:
         _STATE.loaded = False
         _STATE.manager = None
         _STATE.infos.clear()
+        _STATE.path_handlers.clear()
         for registry in REGISTRIES.values():
             registry.reset()
 
@@ -285,11 +299,14 @@ def _register(info: PluginInfo, plugin: object) -> None:
         _broken(info, "invalid plugin", exc)
         return
     staged: list[tuple[str, Entry]] = []
+    handlers: list[Any] = []
     try:
         others = [p for n, p in manager.list_name_plugin() if n != info.name and p is not None]
         for kind, hook in HOOKS.items():
             caller = manager.subset_hook_caller(hook, remove_plugins=others)
             caller(register=_stager(kind, info.name, staged))
+        caller = manager.subset_hook_caller(PATH_HANDLER_HOOK, remove_plugins=others)
+        caller(register=_path_handler_stager(handlers))
     except Exception as exc:
         manager.unregister(name=info.name)
         _broken(info, "failed to register its components", exc)
@@ -297,6 +314,66 @@ def _register(info: PluginInfo, plugin: object) -> None:
     for kind, entry in staged:
         REGISTRIES[kind].add(entry, record_conflicts=True)
         info.registered.setdefault(kind, []).append(entry.name)
+    for handler in handlers:
+        _STATE.path_handlers.append((info.name, handler))
+        info.registered.setdefault("path_handler", []).append(_describe_handler(handler))
+
+
+def path_handlers() -> list[tuple[tuple[str, ...], Any]]:
+    """The iopath path handlers that plugins registered, loaded: ``(prefixes, handler)``
+    each. A prefix claimed twice, or a handler that is not a ``PathHandler``, is a
+    PluginError naming the plugin."""
+    from iopath.common.file_io import PathHandler
+
+    load_plugins()
+    found: list[tuple[tuple[str, ...], Any]] = []
+    owners = dict.fromkeys(BUILTIN_PREFIXES, "bnn's own http(s) download")
+    for provider, registered in list(_STATE.path_handlers):
+        try:
+            handler = resolve_reference(registered) if isinstance(registered, str) else registered
+            if isinstance(handler, type):
+                handler = handler()
+        except Exception as exc:  # the plugin's reference or constructor is broken
+            raise PluginError(
+                f"the path handler {registered!r} of plugin {provider!r} cannot be loaded: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(handler, PathHandler):
+            raise PluginError(
+                f"plugin {provider!r} registered {registered!r} as a path handler, which is not "
+                "an iopath PathHandler"
+            )
+        prefixes = tuple(handler._get_supported_prefixes())
+        for prefix in prefixes:
+            if prefix in owners:
+                raise PluginError(
+                    f"the path prefix {prefix!r} is claimed by {owners[prefix]} and by plugin "
+                    f"{provider!r}; disable one with BNN_DISABLED_PLUGINS=<plugin>"
+                )
+            owners[prefix] = f"plugin {provider!r}"
+        found.append((prefixes, handler))
+    return found
+
+
+def _path_handler_stager(handlers: list[Any]) -> Callable[[Any], None]:
+    def register_path_handler(handler: Any) -> None:
+        if isinstance(handler, str) and not _REFERENCE.match(handler):
+            raise ValueError(
+                f"a lazy path handler reference must look like 'package.module:attribute', "
+                f"got {handler!r}"
+            )
+        handlers.append(handler)
+
+    return register_path_handler
+
+
+def _describe_handler(handler: Any) -> str:
+    """How ``bnn list-plugins`` names a path handler: its prefixes, or its reference."""
+    if isinstance(handler, str):
+        return handler
+    if isinstance(handler, type):
+        return qualified_name(handler)
+    return ", ".join(handler._get_supported_prefixes())
 
 
 def _unknown_hooks(plugin: object) -> list[str]:

@@ -82,19 +82,26 @@ list_models = REGISTRIES["model"].names
 is_model = REGISTRIES["model"].contains
 
 
-def create_model(name: str, binarize: Any = False, **options: Any) -> Any:
+def create_model(name: str, binarize: Any = False, pretrained: Any = None, **options: Any) -> Any:
     """Build the model registered as ``name`` with validated options. ``binarize=True``
     (or ``"default"``) binarizes it as the model declares; a BConfig, mapping or method
-    name (``"react"``) binarizes it with that config, keeping the declared float layers."""
+    name (``"react"``) binarizes it with that config, keeping the declared float layers.
+    ``pretrained`` (a path, a URL with its SHA-256, or ``True`` for the weights the
+    registration declares) loads weights into the model, after it is binarized; see
+    :mod:`bnn_core.weights`."""
     from bnn_core.config import binarization_for
     from bnn_core.engine import binarize_with
     from bnn_core.params import validate_params
 
     builder = REGISTRIES["model"].get(name)
     model = builder(**validate_params(builder, options, f"model {name!r}"))
-    if binarize is False or binarize is None:
-        return model
-    return binarize_with(model, binarization_for(builder, binarize), inplace=True)
+    if binarize is not False and binarize is not None:
+        model = binarize_with(model, binarization_for(builder, binarize), inplace=True)
+    if pretrained is not None and pretrained is not False:
+        from bnn_core.weights import load_pretrained
+
+        load_pretrained(model, pretrained, name)
+    return model
 
 
 register_dataset = _register("dataset")
