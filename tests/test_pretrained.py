@@ -299,3 +299,25 @@ def test_cli_reports_a_bad_pretrained_with_exit_2(capsys, trained, tmp_path):
     _, err = capsys.readouterr()
     assert code == 2 and "have SHA-256" in err and "Traceback" not in err
     assert main(["summary", recipe(tmp_path, str(path))]) == 0
+
+
+def test_a_distillation_teacher_takes_pretrained_weights(trained, tmp_path):
+    from bnn.recipe import load_recipe
+    from bnn.training.distill import build_teacher
+
+    model, path = trained
+    file = tmp_path / "teacher.yaml"
+    file.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            name: taught
+            model: lenet5
+            binarize: default
+            distillation:
+              teacher: {{name: lenet5, pretrained: "{path}"}}
+            """
+        )
+    )
+    teacher = build_teacher(load_recipe(file).distillation)
+    assert same_weights(teacher, model)

@@ -8,6 +8,7 @@ clipped to [-1, 1], no weight decay on latent binary weights).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from pathlib import Path
@@ -176,11 +177,54 @@ def uses_teacher(loss: LossSpec | None) -> bool:
     return loss is not None and bool(getattr(loss.builder(), "uses_teacher", False))
 
 
+#: ``torch.compile`` modes a recipe may name.
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
+
+class CompileSpec(Section):
+    """How ``torch.compile`` compiles the training steps: its ``backend`` (a name from
+    ``torch.compiler.list_backends``), ``mode`` and ``fullgraph``; ``training.compile:
+    true`` means these defaults."""
+
+    backend: str = "inductor"
+    mode: CompileMode = "default"
+    fullgraph: bool = False
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in torch.compiler.list_backends(exclude_tags=()):  # debug ones too
+            usual = torch.compiler.list_backends()
+            close = difflib.get_close_matches(value, usual, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
+            raise ValueError(
+                f"{value!r} is not a torch.compile backend{hint} The usual backends are "
+                f"{', '.join(sorted(usual))}"
+            )
+        return value
+
+
+def _compile_options(value: Any) -> Any:
+    """``compile: true`` is the default compilation, ``false`` (or null) none."""
+    if value is True:
+        return CompileSpec()
+    if value is False or value is None:
+        return None
+    if not isinstance(value, dict | CompileSpec):
+        raise ValueError(
+            f"must be true, false or a mapping {{backend: ..., mode: ..., fullgraph: ...}}, "
+            f"got {value!r}"
+        )
+    return value
+
+
 class TrainingSpec(Section):
     """How to train: epochs, batches, optimizers per parameter group, the loss, the
     metrics recorded per epoch, callbacks and the BNN tricks. ``channels_last`` runs
-    convolutions on NHWC tensors (often faster on CPUs). Without ``loss`` the loss is
-    cross-entropy with ``label_smoothing`` (distillation when the run has a teacher)."""
+    convolutions on NHWC tensors (often faster on CPUs); ``compile`` runs the training
+    steps through ``torch.compile`` (checkpoints, evaluation and EMA use the model
+    itself). Without ``loss`` the loss is cross-entropy with ``label_smoothing``
+    (distillation when the run has a teacher)."""
 
     epochs: Annotated[int, Strict(), Field(ge=1, le=100_000)] = 10
     grad_accumulation: PositiveInt = 1
@@ -199,6 +243,7 @@ class TrainingSpec(Section):
     ema: EmaSpec | None = None
     progress: Literal["epoch", "step"] = "epoch"
     channels_last: bool = False
+    compile: Annotated[CompileSpec | None, BeforeValidator(_compile_options)] = None
 
     @model_validator(mode="after")
     def _every_group_trained_once(self) -> TrainingSpec:
@@ -235,7 +280,7 @@ class TeacherSpec(ModelSpec):
     """The real-valued teacher: a registered model and its options, plus ``checkpoint``,
     a file with its trained weights (a bnn checkpoint or a plain state dict)."""
 
-    reserved: ClassVar[frozenset[str]] = frozenset({"checkpoint"})
+    reserved: ClassVar[frozenset[str]] = ModelSpec.reserved | {"checkpoint"}
 
     @property
     def checkpoint(self) -> str | None:

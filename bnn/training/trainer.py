@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from bnn.recipe.sections import RunConfig
+from bnn.recipe.sections import CompileSpec, RunConfig
 from bnn.recipe.stages import Stage, resolve_stages
 from bnn.training import checkpoint, rundir
 from bnn.training.data import make_loader, start_epoch
@@ -247,6 +247,8 @@ class Trainer:
         if self.world.size > 1:
             ids = [device.index] if device.type == "cuda" else None
             wrapped = DistributedDataParallel(self.model, device_ids=ids)
+        if stage.training.compile is not None:
+            wrapped = compiled(wrapped, stage.training.compile)
         loss = build_loss(stage.training, self.config.distillation).to(device)
         run = StageRun(index, stage, self.model, wrapped, self._loaders(), loss, device, self)
         if state is not None:
@@ -380,6 +382,17 @@ class Trainer:
             "config": self.resolved_config,
         }
         checkpoint.save(state, self.output_dir / filename, keep_previous=filename == "last.pt")
+
+
+def compiled(model: nn.Module, spec: CompileSpec) -> nn.Module:
+    """``model`` run through ``torch.compile`` as ``spec`` says, for the training steps of
+    one stage. Graphs compiled for an earlier stage are dropped first: a stage may have
+    swapped the binarizers, and its graphs would only fill the recompilation budget.
+    The compiled wrapper shares ``model``'s parameters; checkpoints keep using ``model``
+    itself, so their keys are those of an eager run."""
+    torch.compiler.reset()
+    mode = None if spec.mode == "default" else spec.mode
+    return torch.compile(model, backend=spec.backend, mode=mode, fullgraph=spec.fullgraph)
 
 
 def evaluate(model: nn.Module, loader: DataLoader, world: World | None = None) -> dict[str, float]:
