@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['checkpoint']} on {result['data']}")
     print(f"  float layers            top-1 {100 * result['accuracy_float_layers']:.2f} %")
     for mode, found in result["int8"].items():
+        change = 100 * (found["accuracy"] - result["accuracy_float_layers"])
         print(
             f"  --float-layers {mode:<8} top-1 {100 * found['accuracy']:.2f} %, "
-            f"{100 * (found['accuracy'] - result['accuracy_float_layers']):+.2f} points (target: at most {MAX_DROP_POINTS} lower, "
+            f"{change:+.2f} points (target: at most {MAX_DROP_POINTS} lower, "
             f"{verdict[found['within_drop_target']]}); same prediction for "
             f"{100 * found['agreement']:.2f} % of the images (target >= "
             f"{100 * MIN_AGREEMENT:.0f} %: {verdict[found['meets_agreement_target']]})"
