@@ -306,7 +306,7 @@ def avg_pool2d(
         return native
     total = _pool(x, kernel, stride, padding, out, np.add, threads)
     if divisor:
-        total *= np.float32(1.0 / divisor)
+        total /= np.float32(divisor)
         return total
     counts_h = _window_counts(h, kernel[0], stride[0], padding[0], out[0], count_include_pad)
     counts_w = _window_counts(w, kernel[1], stride[1], padding[1], out[1], count_include_pad)
@@ -352,12 +352,16 @@ def _pool(
     combine: np.ufunc,
     threads: int,
 ) -> np.ndarray:
-    """Combine every window along the height, then along the width (max and sum are
-    separable). A large input is split into bands of samples (or of output rows, for
-    one sample) on ``threads`` threads."""
+    """Combine every window: a maximum along the height, then along the width (it is
+    separable and exact in any order); a sum tap by tap in row-major order, the order of
+    the compiled loops, so that both round alike even where large values cancel. A large
+    input is split into bands of samples (or of output rows, for one sample) on
+    ``threads`` threads."""
     n, c = x.shape[0], x.shape[3]
 
     def rows(first: int, count: int, batch: slice) -> np.ndarray:
+        if combine is np.add:
+            return _sum_windows(x[batch], kernel, stride, padding, (count, out[1]), first)
         part = _reduce_axis(x[batch], 1, kernel[0], stride[0], padding[0], count, combine, first)
         return _reduce_axis(part, 2, kernel[1], stride[1], padding[1], out[1], combine)
 
@@ -377,6 +381,46 @@ def _pool(
 
         parallel.run([lambda b=b: samples(*b) for b in parallel.bands(n, threads)])
     return y
+
+
+def _tap_span(size: int, tap: int, stride: int, padding: int, first: int, count: int) -> slice:
+    """The outputs ``first .. first + count - 1`` (as a slice of them) whose window's
+    ``tap`` falls inside an axis of ``size`` inputs, rather than in the padding."""
+    low = max(first, -(-(padding - tap) // stride))
+    high = min(first + count - 1, (size - 1 + padding - tap) // stride)
+    return slice(low - first, max(high - first + 1, low - first))
+
+
+def _sum_windows(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    out: Sequence[int],
+    first_row: int = 0,
+) -> np.ndarray:
+    """The sums of the windows of output rows ``first_row .. first_row + out[0] - 1``
+    (and all ``out[1]`` columns) of ``x`` (NHWC), adding the taps in row-major order and
+    skipping those in the padding."""
+    n, h, w, c = x.shape
+    total = np.zeros((n, out[0], out[1], c), dtype=x.dtype)
+    for i in range(kernel[0]):
+        rows = _tap_span(h, i, stride[0], padding[0], first_row, out[0])
+        if rows.start >= rows.stop:
+            continue
+        top = (first_row + rows.start) * stride[0] - padding[0] + i
+        for j in range(kernel[1]):
+            cols = _tap_span(w, j, stride[1], padding[1], 0, out[1])
+            if cols.start >= cols.stop:
+                continue
+            left = cols.start * stride[1] - padding[1] + j
+            source = x[
+                :,
+                top : top + (rows.stop - rows.start - 1) * stride[0] + 1 : stride[0],
+                left : left + (cols.stop - cols.start - 1) * stride[1] + 1 : stride[1],
+            ]
+            total[:, rows, cols] += source
+    return total
 
 
 def _reduce_axis(
