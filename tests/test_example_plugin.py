@@ -9,25 +9,14 @@ The project's virtual environment is left untouched, and pip works offline
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "bnn-example-plugin"
-DISTRIBUTION = "bnn-example-plugin"
-PIP_OFFLINE = ("--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check")
-SWITCHES = (
-    "BNN_PLUGINS",
-    "BNN_DISABLED_PLUGINS",
-    "BNN_DISABLE_PLUGIN_AUTOLOAD",
-    "BNN_STRICT_PLUGINS",
-)
+from tests.plugin_install import PLUGINS, Installed, install_plugin
 
+PLUGIN_SOURCE = PLUGINS / "bnn-example-plugin"
+DISTRIBUTION = "bnn-example-plugin"
 RECIPE = """\
 version: 1
 model: {name: example_tiny_cnn, num_classes: 2, width: 4}
@@ -42,53 +31,10 @@ data:
 """
 
 
-@dataclass
-class Installed:
-    """Where the plugin was installed and the environment that makes it visible."""
-
-    site: Path
-    env: dict[str, str]
-
-    def run(self, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """Run ``python argv...`` with the plugin on the path (and ``env`` set), outside
-        the source tree so that only the installed copy can be imported."""
-        return subprocess.run(
-            [sys.executable, *argv],
-            capture_output=True,
-            text=True,
-            env={**self.env, **env},
-            cwd=self.site.parent,
-            timeout=300,
-        )
-
-    def bnn(self, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """Run the ``bnn`` command."""
-        return self.run("-m", "bnn", *argv, **env)
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """Build and install the plugin once, from a copy so the source tree gets no
-    ``build/`` or ``*.egg-info`` folders."""
-    root = tmp_path_factory.mktemp("example_plugin")
-    source = root / "source"
-    shutil.copytree(
-        PLUGIN_SOURCE,
-        source,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"),
-    )
-    site = root / "site"
-    pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", *PIP_OFFLINE, "--target", str(site), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert pip.returncode == 0, pip.stdout + pip.stderr
-    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return Installed(site, env)
+    """The plugin, built and installed once."""
+    return install_plugin("bnn-example-plugin", tmp_path_factory.mktemp("example_plugin"))
 
 
 @pytest.fixture(scope="module")

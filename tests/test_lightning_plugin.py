@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +19,12 @@ import numpy as np
 import pytest
 
 from tests.packing import assert_agree
+from tests.plugin_install import Installed, install_plugin
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("lightning") is None, reason="Lightning is not installed"
 )
 
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "bnn-lightning"
-PIP_OFFLINE = ("--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check")
 
 # recipes/default.yaml's model, binarization and data, made small, in two stages (binary
 # activations first, then binary weights too) with a float teacher
@@ -99,56 +95,30 @@ print(json.dumps({
 
 @dataclass
 class Fitted:
-    """The folder of the fit, what it reported and the environment it ran in."""
+    """The installed plugin and what its fit reported."""
 
-    folder: Path
+    installed: Installed
     report: dict
-    env: dict[str, str]
+
+    @property
+    def folder(self) -> Path:
+        """The folder holding the recipe, the site, the run and the fit's outputs."""
+        return self.installed.site.parent
 
     def bnn(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run the ``bnn`` command."""
-        return subprocess.run(
-            [sys.executable, "-m", "bnn", *argv],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.folder,
-            timeout=300,
-        )
+        return self.installed.bnn(*argv)
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> Fitted:
-    """Install the plugin from a copy of its source, then fit once."""
+    """Install the plugin, then fit once."""
     root = tmp_path_factory.mktemp("lightning_plugin")
-    source = root / "source"
-    shutil.copytree(
-        PLUGIN_SOURCE,
-        source,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache"),
-    )
-    site = root / "site"
-    pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", *PIP_OFFLINE, "--target", str(site), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert pip.returncode == 0, pip.stdout + pip.stderr
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    installed = install_plugin("bnn-lightning", root)
     (root / "recipe.yaml").write_text(RECIPE)
-    fit = subprocess.run(
-        [sys.executable, "-c", FIT, str(root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        timeout=300,
-    )
+    fit = installed.run("-c", FIT, str(root))
     assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-3000:]
-    return Fitted(root, json.loads(fit.stdout.strip().splitlines()[-1]), env)
+    return Fitted(installed, json.loads(fit.stdout.strip().splitlines()[-1]))
 
 
 def test_the_installed_copy_trained_both_stages(fitted: Fitted) -> None:

@@ -7,27 +7,15 @@ trains one on the embedded Fashion-MNIST, and the plugin's own tests pass.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from tests.plugin_install import PLUGINS, Installed, install_plugin
+
 timm = pytest.importorskip("timm")
 
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "bnn-timm"
+PLUGIN_SOURCE = PLUGINS / "bnn-timm"
 DISTRIBUTION = "bnn-timm"
-PIP_OFFLINE = ("--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check")
-SWITCHES = (
-    "BNN_PLUGINS",
-    "BNN_DISABLED_PLUGINS",
-    "BNN_DISABLE_PLUGIN_AUTOLOAD",
-    "BNN_STRICT_PLUGINS",
-)
-
 #: A one-block vision transformer on the four 14x14 patches of the 28x28 grey images: one
 #: epoch of the embedded subset (12 steps) takes a few seconds.
 RECIPE = """\
@@ -44,53 +32,10 @@ logging: {{plot: false, progress_bar: false}}
 """
 
 
-@dataclass
-class Installed:
-    """Where the plugin was installed and the environment that makes it visible."""
-
-    site: Path
-    env: dict[str, str]
-
-    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        """Run ``python argv...`` with the plugin on the path, outside the source tree so
-        that only the installed copy can be imported."""
-        return subprocess.run(
-            [sys.executable, *argv],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.site.parent,
-            timeout=300,
-        )
-
-    def bnn(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        """Run the ``bnn`` command."""
-        return self.run("-m", "bnn", *argv)
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """Build and install the plugin once, from a copy so the source tree gets no
-    ``build/`` or ``*.egg-info`` folders."""
-    root = tmp_path_factory.mktemp("timm_plugin")
-    source = root / "source"
-    shutil.copytree(
-        PLUGIN_SOURCE,
-        source,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache"),
-    )
-    site = root / "site"
-    pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", *PIP_OFFLINE, "--target", str(site), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert pip.returncode == 0, pip.stdout + pip.stderr
-    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return Installed(site, env)
+    """The plugin, built and installed once."""
+    return install_plugin("bnn-timm", tmp_path_factory.mktemp("timm_plugin"))
 
 
 def test_list_plugins_shows_every_timm_model_without_importing_torch_or_timm(
