@@ -18,7 +18,6 @@ suits any convolution or linear layer, depthwise ones included.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Annotated, Any
 
 from annotated_types import Gt
 
+from bnn_core.paths import installed_folder
 from bnn_core.recommend import recommended_binarization
 from bnn_models.binarization import FIRST_AND_LAST_FLOAT
 
@@ -41,17 +41,7 @@ _DEFINITION = re.compile(r"def\s+(?P<name>\w+)")
 
 def torchvision_models_dir() -> Path | None:
     """``torchvision/models`` of the installed torchvision, found without importing it."""
-    try:
-        spec = importlib.util.find_spec("torchvision")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        models = Path(location) / "models"
-        if models.is_dir():
-            return models
-    return None
+    return installed_folder("torchvision", "models")
 
 
 def registered_builders(source: str) -> Iterator[str]:

@@ -12,9 +12,10 @@ tags (``resnet50.a1_in1k``) are not listed: they name the same architectures.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
+
+from bnn_core.paths import installed_folder
 
 #: A top-level ``@register_model`` (at the start of a line), maybe other decorators, then
 #: the builder's ``def``. Starting with a literal newline rather than ``^`` in MULTILINE
@@ -23,19 +24,8 @@ _BUILDER = re.compile(r"\n@register_model[ \t]*\r?\n(?:@[^\n]*\n)*def[ \t]+(\w+)
 
 
 def timm_models_dir() -> Path | None:
-    """``timm/models`` of the installed timm, found without importing it; ``None`` when
-    timm is not installed."""
-    try:
-        spec = importlib.util.find_spec("timm")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        models = Path(location) / "models"
-        if models.is_dir():
-            return models
-    return None
+    """``timm/models`` of the installed timm, found without importing it."""
+    return installed_folder("timm", "models")
 
 
 def registered_builders(source: str) -> list[str]:
