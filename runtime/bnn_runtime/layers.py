@@ -18,8 +18,6 @@ import numpy as np
 from bnn_runtime import _library, dispatch, reference
 
 OUTPUTS = ("float", "packed")
-#: ISA path name -> the C library's code for it.
-_ISA_CODES = {name: code for code, name in enumerate(_library.ISAS)}
 
 IntPair = int | Sequence[int]
 
@@ -142,9 +140,7 @@ class BinaryConv2d:
         self.shift_out = _vector(shift_out, o, "shift_out", None)
         self._out_words = reference.words(o)
         self._handle: int | None = None
-        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
         lib = _library.load()
-        self._conv2d_run = None if lib is None else lib.bnn_conv2d_run
         if lib is not None:
             spec = self._spec()
             status = ctypes.c_int(0)
@@ -193,25 +189,6 @@ class BinaryConv2d:
                     f"residual must be [N, Ho, Wo, O] = {[n, ho, wo, self.out_channels]}, "
                     f"got {list(residual.shape)}"
                 )
-        return self._run(x, residual, packed_in)
-
-    def run_trusted(self, x: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
-        """The layer on an input whose shapes the caller has already checked, as the
-        executor has each value of a network when it first ran on that input shape:
-        uint64 (packed) or float32 with this layer's channels, and a float32 residual of
-        the output's shape. Skipping :meth:`__call__`'s checks saves a few microseconds a
-        call, which a network's many small layers add up."""
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)
-        if residual is not None and not residual.flags.c_contiguous:
-            residual = np.ascontiguousarray(residual)
-        return self._run(x, residual, x.dtype == np.uint64)
-
-    def _run(self, x: np.ndarray, residual: np.ndarray | None, packed_in: bool) -> np.ndarray:
-        n, h, w = x.shape[:3]
-        sizes = self._sizes.get((h, w))
-        if sizes is None:
-            sizes = self._sizes.setdefault((h, w), self.output_size(h, w))
         path = dispatch.isa()
         if path == dispatch.REFERENCE_ISA:
             y = reference.binary_conv2d(
@@ -221,17 +198,16 @@ class BinaryConv2d:
                 output=self.output, next_threshold=self.next_threshold,
             )  # fmt: skip
             return reference.finish(y, residual, self.slope, self.shift_in, self.shift_out)
-        if self.output == "packed":
-            y = np.empty((n, *sizes, self._out_words), dtype=np.uint64)
+        packed_out = self.output == "packed"
+        if packed_out:
+            y = np.empty((n, ho, wo, self._out_words), dtype=np.uint64)
         else:
-            y = np.empty((n, *sizes, self.out_channels), dtype=np.float32)
-        status = self._conv2d_run(
-            self._handle, x.ctypes.data, packed_in, n, h, w, y.ctypes.data,
-            self.output == "packed", None if residual is None else residual.ctypes.data,
-            _ISA_CODES[path], self.threads,
+            y = np.empty((n, ho, wo, self.out_channels), dtype=np.float32)
+        status = _library.load().bnn_conv2d_run(
+            self._handle, x.ctypes.data, packed_in, n, h, w, y.ctypes.data, packed_out,
+            _ptr(residual), _library.ISAS.index(path), self.threads,
         )  # fmt: skip
-        if status:
-            _library.check(status, "binary_conv2d")
+        _library.check(status, "binary_conv2d")
         return y
 
 
