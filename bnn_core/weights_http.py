@@ -50,7 +50,13 @@ class BoundedHTTPHandler(HTTPURLHandler):
     ) -> str:
         self._check_kwargs(kwargs)
         target = _cache_file(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WeightsSourceError(
+                f"the download cache {target.parent} cannot be created ({exc.strerror}); set "
+                "BNN_CACHE_DIR to a writable folder"
+            ) from None
         with file_lock(str(target)):
             if force or not target.is_file():
                 _download(path, target, self.max_bytes)

@@ -88,6 +88,14 @@ def test_a_missing_url_is_a_404_error(server):
         create_model("lenet5", pretrained=f"{server}/nothing.pt#sha256={'0' * 64}")
 
 
+def test_an_unusable_download_cache_is_one_clear_error(server, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("BNN_CACHE_DIR", str(blocker))
+    with pytest.raises(WeightsSourceError, match=r"cannot be created.*BNN_CACHE_DIR"):
+        create_model("lenet5", pretrained=f"{server}/lenet5.pt#sha256={'0' * 64}")
+
+
 def test_a_wrong_hash_shows_both_and_the_download_is_not_kept(trained, server, tmp_path):
     _, path = trained
     wrong = "ab" * 32
