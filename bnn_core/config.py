@@ -110,9 +110,13 @@ class ModelSpec(ComponentSpec):
         """The ``pretrained`` value given, or None."""
         return self.options.get("pretrained")
 
+    def build_untrained(self, **overrides: Any) -> Any:
+        """Build the model with its initial weights, ignoring ``pretrained``."""
+        return super().build(**overrides)
+
     def build(self, **overrides: Any) -> Any:
         """Build the model, with the ``pretrained`` weights loaded when given."""
-        model = super().build(**overrides)
+        model = self.build_untrained(**overrides)
         if self.pretrained is None or self.pretrained is False:
             return model
         from bnn_core.weights import load_pretrained

@@ -149,15 +149,32 @@ def read_weights(source: WeightsSource) -> dict[str, Any]:
     return _state_dict_of(loaded, source)
 
 
+def pretrained_weights(value: Any, model_name: str) -> tuple[dict[str, Any], str]:
+    """The state dict that ``value`` names (``True``: the weights the registration of
+    ``model_name`` declares) and where it came from, for error messages."""
+    source = declared_source(model_name) if value is True else parse_source(value)
+    return read_weights(source), source.location
+
+
 def load_pretrained(model: Any, value: Any, model_name: str) -> Any:
     """Load the weights ``value`` names (``True``: those the registration of
     ``model_name`` declares) into ``model`` and return it. A model on the meta device
     (built to check a config) holds no weights, so nothing is read for it."""
-    if any(parameter.is_meta for parameter in model.parameters()):
+    if holds_no_weights(model):
         return model
-    source = declared_source(model_name) if value is True else parse_source(value)
-    fit_weights(model, read_weights(source), source.location, model_name)
+    fit_weights(model, *pretrained_weights(value, model_name), model_name)
     return model
+
+
+def holds_no_weights(model: Any) -> bool:
+    """Whether ``model`` lives on the meta device (built only to check a config)."""
+    return any(parameter.is_meta for parameter in model.parameters())
+
+
+def binarized_weights(state: Mapping[str, Any]) -> bool:
+    """Whether ``state`` is a binarized model's (it holds binarizers' parameters), so that
+    it loads only after the model is binarized."""
+    return any(_binarizer_key(k) for k in state)
 
 
 def fit_weights(model: Any, state: Mapping[str, Any], origin: str, model_name: str) -> None:

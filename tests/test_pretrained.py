@@ -329,3 +329,49 @@ def test_a_distillation_teacher_takes_pretrained_weights(trained, tmp_path):
     )
     teacher = build_teacher(load_recipe(file).distillation)
     assert same_weights(teacher, model)
+
+
+def test_a_recipe_fine_tunes_from_a_binarized_models_weights(tmp_path):
+    from bnn.recipe import load_recipe
+    from bnn.training.trainer import Trainer
+
+    torch.manual_seed(3)
+    binary = create_model("lenet5", binarize="react")
+    with torch.no_grad():
+        binary.conv2.activation_pre_process.bias.fill_(0.25)
+    path = tmp_path / "binary.pt"
+    torch.save(binary.state_dict(), path)
+    file = tmp_path / "fine_tune.yaml"
+    file.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            name: fine_tune
+            model: {{name: lenet5, pretrained: "{path}"}}
+            binarize: {{bconfig: react, custom_config_layers_name: {{_first_: {{}}, _last_: {{}}}}}}
+            data: {{dataset: fashion_mnist, batch_size: 16}}
+            training: {{epochs: 1, optimizers: {{name: adam, lr: 0.0}}}}
+            """
+        )
+    )
+    recipe = load_recipe(file)
+    assert same_weights(recipe.build_model(binarize=False), binary)
+    assert same_weights(recipe.build_model(), binary)
+    untouched = recipe.build_model(pretrained=False).conv2.activation_pre_process.bias
+    assert not torch.equal(untouched, binary.conv2.activation_pre_process.bias)
+    images = torch.randn(32, 1, 28, 28)
+    data = torch.utils.data.TensorDataset(images, torch.arange(32) % 10)
+    trainer = Trainer(
+        recipe.build_model(binarize=False),
+        data,
+        None,
+        recipe,
+        binarize=recipe.binarize,
+        model_builder=recipe.model.builder(),
+        output_dir=tmp_path / "run",
+        quiet=True,
+    )
+    trainer.fit()  # its first stage binarizes the binarized model again, keeping its state
+    bias = trainer.model.conv2.activation_pre_process.bias
+    assert torch.equal(bias, binary.conv2.activation_pre_process.bias)
+    assert torch.equal(trainer.model.conv2.weight, binary.conv2.weight)

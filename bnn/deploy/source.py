@@ -67,7 +67,7 @@ def from_checkpoint(path: Path) -> Source:
     from bnn.training.saved_recipe import checkpoint_recipe
 
     recipe, state = checkpoint_recipe(path)
-    model = recipe.build_model(binarize=False)
+    model = recipe.build_model(binarize=False, pretrained=False)
     stages = recipe.stages_to_run()
     for stage in stages[: state["stage"] + 1]:
         if stage.binarization is not None:

@@ -54,14 +54,30 @@ class Recipe(RunConfig):
             raise ValueError(str(exc)) from None
         return self
 
-    def build_model(self, binarize: bool = True) -> Any:
-        """Build the model (initialised from ``seed``) and, unless ``binarize`` is False,
-        binarize it as the first stage says."""
+    def build_model(self, binarize: bool = True, pretrained: bool = True) -> Any:
+        """Build the model (initialised from ``seed``), load the model's ``pretrained``
+        weights unless ``pretrained`` is False, and, unless ``binarize`` is False,
+        binarize it as the first stage says. A float model's weights load before that
+        binarization; a binarized model's weights (its binarizers' parameters included,
+        to fine-tune a binary network) after it, so that model is binarized either way."""
         import torch
 
+        from bnn_core.weights import (
+            binarized_weights,
+            fit_weights,
+            holds_no_weights,
+            pretrained_weights,
+        )
+
         torch.manual_seed(self.seed)
-        model = self.model.build()
+        model = self.model.build_untrained()
         spec = self.stages_to_run()[0].binarization
+        given = self.model.pretrained
+        if pretrained and given is not None and given is not False and not holds_no_weights(model):
+            state, origin = pretrained_weights(given, self.model.name)
+            if spec is not None and binarized_weights(state):
+                model = spec.apply(model, inplace=True)
+            fit_weights(model, state, origin, self.model.name)
         if binarize and spec is not None:
             model = spec.apply(model, inplace=True)
         return model

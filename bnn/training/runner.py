@@ -56,7 +56,7 @@ def evaluate_checkpoint(path: Path, device: str | None = None) -> dict[str, Any]
     import torch
 
     recipe, state = checkpoint_recipe(path)
-    model = recipe.build_model(binarize=False)
+    model = recipe.build_model(binarize=False, pretrained=False)
     for stage in recipe.stages_to_run()[: state["stage"] + 1]:
         if stage.binarization is not None:
             model = stage.binarization.apply(model, inplace=True)
