@@ -30,11 +30,25 @@ MODELS = {
     "reactnet_a": ("bnn_models.reactnet:reactnet_a", IMAGENET, ["reactnet"]),
 }
 
+TRAINED = {
+    # name: (reference, input shape, weights relative to the builder's package, dataset)
+    "lenet5_fashion_mnist": (
+        "bnn_models.trained:lenet5_fashion_mnist",
+        MNIST,
+        "weights/lenet5_fashion_mnist.pt",
+        "fashion_mnist",
+    ),
+}
+
 
 @hookimpl
 def bnn_register_models(register: RegisterComponent) -> None:
     for name, (reference, input_shape, aliases) in MODELS.items():
         register(name, reference, aliases=aliases, input_shape=input_shape)
+    for name, (reference, input_shape, weights, dataset) in TRAINED.items():
+        register(
+            name, reference, input_shape=input_shape, weights={"path": weights}, dataset=dataset
+        )
     register_torchvision_models(register)
 
 

@@ -29,7 +29,10 @@ COMMANDS = {
     "config-schema": ("bnn.cli.configs", "print the JSON Schema of config files"),
     "explain": ("bnn.cli.explain", "show how a config binarizes its model, layer by layer"),
     "train": ("bnn.cli.train", "train a recipe (resume, distillation, stages, torchrun)"),
-    "eval": ("bnn.cli.train", "evaluate a checkpoint, or the best checkpoint of a recipe's run"),
+    "eval": (
+        "bnn.cli.train",
+        "test accuracy of a checkpoint, a recipe's run, a model that ships weights or a .bnnpack",
+    ),
     "summary": ("bnn.cli.summary", "parameters, memory and MACs per bit width, layer by layer"),
     "data": ("bnn.cli.data", "prepare data sets: write webdataset shards (data shard)"),
     "export": ("bnn.cli.export", "write a binarized model as a bit-packed .bnnpack file"),

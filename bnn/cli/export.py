@@ -16,7 +16,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         "target",
         metavar="CHECKPOINT_OR_RECIPE",
         help="a checkpoint written by `bnn train`, a recipe (.yaml: its run's best.pt or "
-        "last.pt, else its untrained model), or a registered model name (untrained)",
+        "last.pt, else its untrained model), or a registered model name (with the weights it "
+        "ships, if any)",
     )
     parser.add_argument(
         "-o", "--output", required=True, metavar="PATH", help="the .bnnpack file to write"

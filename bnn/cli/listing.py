@@ -72,8 +72,17 @@ def _describe(kind: str, entry: Any, conflicts: dict[str, Any]) -> dict[str, Any
             row["lowering"] = "fold as " + ", ".join(r for r, how in roles if how)
     else:
         row.update(options=_options(target), summary=entry.summary)
+        if kind == "model":
+            row["pretrained"] = entry.metadata.get("weights") is not None
     row["provider"] = entry.provider
     return row
+
+
+def _summary(row: dict[str, Any]) -> str:
+    """The description, marked when the model ships trained weights."""
+    if row.get("pretrained"):
+        return f"{row['summary']} Trained weights: pretrained=True, bnn eval {row['name']}."
+    return row["summary"]
 
 
 def _reference(obj: Any) -> str:
@@ -136,7 +145,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         table = [(r["module_type"], r["lowering"], r["provider"]) for r in rows]
     else:
         columns = ("name", "options", "description", "provider")
-        table = [(r["name"], _text(r["options"]), r["summary"], r["provider"]) for r in rows]
+        table = [(r["name"], _text(r["options"]), _summary(r), r["provider"]) for r in rows]
     print_table(None, columns, table)
     for row in problems:
         if "conflict" in row:

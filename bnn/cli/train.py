@@ -1,4 +1,5 @@
-"""``bnn train RECIPE`` and ``bnn eval RECIPE_OR_CHECKPOINT``."""
+"""``bnn train RECIPE`` and ``bnn eval`` (a checkpoint, a recipe's run, a model that ships
+weights, or a .bnnpack file)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,24 @@ from bnn.cli.output import print_json
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     if name == "eval":
-        parser.add_argument("target", help="a checkpoint (.pt) or a recipe whose run has best.pt")
+        parser.add_argument(
+            "target",
+            help="a checkpoint (.pt), a recipe whose run has best.pt, a registered model that "
+            "ships weights (bnn list models), or a .bnnpack file (run by the packed runtime)",
+        )
+        parser.add_argument(
+            "--dataset",
+            help="for a model name or .bnnpack: the dataset whose test split to use (default: "
+            "the one the model's registration names)",
+        )
+        parser.add_argument(
+            "--root",
+            help="for a model name or .bnnpack: the dataset's folder, e.g. "
+            "/usr/share/datasets/fashion-mnist (default: the dataset's own, for "
+            "Fashion-MNIST the embedded subset)",
+        )
         parser.add_argument("--device", help="cpu, cuda or cuda:N")
+        parser.add_argument("--threads", type=int, help="for a .bnnpack: the runtime's threads")
         parser.add_argument("--json", action="store_true", help="print JSON")
         return
     parser.add_argument("recipe", help="a YAML recipe")
@@ -74,6 +91,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     resolve_device(args.device or "cpu")
     target = Path(args.target)
+    if target.suffix == ".bnnpack" or not (target.suffix in {".yaml", ".yml"} or target.exists()):
+        return _evaluate_model(args, target)
+    if args.dataset or args.root or args.threads:
+        raise ConfigError(
+            "--dataset, --root and --threads apply to a model name or a .bnnpack file; a "
+            "checkpoint or recipe is evaluated on its recipe's evaluation data"
+        )
     if target.suffix in {".yaml", ".yml"}:
         _, output = prepare_recipe(target)
         found = [p for p in (output / "best.pt", output / "last.pt") if p.exists()]
@@ -92,4 +116,27 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{result['eval_acc']:.2%}, loss {result['eval_loss']:.4f} on {result['samples']} "
             f"samples of {result['dataset']} ({result['split']})"
         )
+    return 0
+
+
+def _evaluate_model(args: argparse.Namespace, target: Path) -> int:
+    """``bnn eval NAME`` (shipped weights, in torch) or ``bnn eval FILE.bnnpack``."""
+    from bnn.cli.paths import check_input_file
+    from bnn.training.model_eval import evaluate_packed, evaluate_registered
+
+    if target.suffix == ".bnnpack":
+        check_input_file(target, "the .bnnpack file")
+        result = evaluate_packed(target, args.dataset, args.root, args.threads)
+        what = f"{target} (packed runtime)"
+    else:
+        result = evaluate_registered(args.target, args.dataset, args.root, args.device)
+        what = f"{result['model']} (shipped weights)"
+    if args.json:
+        print_json(result)
+        return 0
+    where = f" from {result['root']}" if result["root"] else ""
+    print(
+        f"{what}: accuracy {result['eval_acc']:.2%}, loss {result['eval_loss']:.4f} on "
+        f"{result['samples']} samples of {result['dataset']} (test){where}"
+    )
     return 0

@@ -3,9 +3,9 @@
 A target is a checkpoint written by ``bnn train`` (the model is rebuilt from the recipe
 stored in it, binarized as far as its stage, and loaded), a recipe (its run's
 ``best.pt`` or ``last.pt`` when there is one, else its untrained model binarized as its
-last stage says), or a registered model name (binarized as the model declares, or with
-``--bconfig``; random weights). The float twin, the same network without binarizers,
-is what the packed runtime is benchmarked against.
+last stage says), or a registered model name (binarized as the model declares, with the
+weights it ships if any; or with ``--bconfig`` and random weights). The float twin, the
+same network without binarizers, is what the packed runtime is benchmarked against.
 """
 
 from __future__ import annotations
@@ -115,14 +115,16 @@ def _from_registry(name: str, bconfig: str | None) -> Source:
     from bnn_core.registries import REGISTRIES, create_model
 
     entry = REGISTRIES["model"].entry(name)
-    model = create_model(entry.name, binarize=bconfig or True)
+    shipped = bconfig is None and entry.metadata.get("weights") is not None
+    model = create_model(entry.name, binarize=bconfig or True, pretrained=shipped or None)
     method = bconfig or "its declared binarization"
+    weights = "its shipped weights" if shipped else "untrained (random weights)"
     return Source(
         model=model.eval(),
         name=entry.name,
-        description=f"model {entry.name} with {method}, untrained (random weights)",
+        description=f"model {entry.name} with {method}, {weights}",
         input_shape=declared_input_shape(entry.name),
-        trained=False,
+        trained=shipped,
         spec={"name": entry.name, "options": {}},
     )
 
@@ -139,7 +141,8 @@ def float_twin(model: nn.Module) -> nn.Module:
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
-    """The float model a file's ``source.model`` metadata names (random weights)."""
+    """The float model a file's ``source.model`` metadata names (random weights; the float
+    twin of a model whose builder returns it binarized)."""
     from bnn_core.registries import create_model
 
     if not spec.get("name"):
@@ -147,4 +150,7 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
             "this file does not record which registered model it was exported from, so its "
             "float twin cannot be rebuilt; benchmark the checkpoint, recipe or model name instead"
         )
-    return create_model(spec["name"], **spec.get("options", {})).eval()
+    model = create_model(spec["name"], **spec.get("options", {}))
+    if any(is_binary_layer(module) for module in model.modules()):
+        return float_twin(model)
+    return model.eval()
