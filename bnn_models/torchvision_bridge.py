@@ -12,8 +12,11 @@ Each name gets a builder from :func:`torchvision_builder`, which imports torchvi
 only when called and builds the untrained model with ``torchvision.models.get_model``
 (``weights=None``: nothing is downloaded). Its declared binarization keeps the first
 and last binarizable layers (the stem convolution or patch embedding, and the
-classifier) full precision and binarizes the rest with the ``xnor`` method, which
-suits any convolution or linear layer, depthwise ones included.
+classifier) full precision and binarizes the rest with the ``react`` method, which
+suits any convolution or linear layer, depthwise ones included. Its input binarizer
+learns a per-channel threshold: in these ReLU networks every binary layer reads a
+ReLU's output, never negative, which a plain sign maps to +1 everywhere
+(``benchmarks/bridge_binarization.py``: chance accuracy with ``xnor``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from bnn_core.recommend import recommended_binarization
 from bnn_models.binarization import FIRST_AND_LAST_FLOAT
 
 PREFIX = "torchvision/"
-DEFAULT_BCONFIG = "xnor"
+DEFAULT_BCONFIG = "react"
 IMAGENET_SHAPE = (3, 224, 224)
 #: Builders whose default input differs from 224x224.
 INPUT_SHAPES = {"inception_v3": (3, 299, 299)}

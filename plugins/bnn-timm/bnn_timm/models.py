@@ -8,7 +8,9 @@ or read files are refused. ``num_classes`` and ``in_chans`` are options of every
 
 The declared binarization keeps the first and last binarizable layers (the stem
 convolution or patch embedding, and the classifier) full precision and binarizes every
-other convolution and linear layer with the ``xnor`` method, as for torchvision's models.
+other convolution and linear layer with the ``react`` method, as for torchvision's
+models: its learned input thresholds let a ReLU network's binary layers, whose inputs
+are never negative, pass information.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bnn_core.recommend import recommended_binarization
 from bnn_timm.names import timm_model_names
 
 PREFIX = "timm/"
-DEFAULT_BCONFIG = "xnor"
+DEFAULT_BCONFIG = "react"
 #: First and last binarizable layers float: what ``binarize: default`` keeps.
 FIRST_AND_LAST_FLOAT = {"_first_": {}, "_last_": {}}
 #: The input size declared for a model whose timm configuration gives none.

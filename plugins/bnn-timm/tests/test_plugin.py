@@ -85,9 +85,9 @@ def test_listing_imports_neither_torch_nor_timm() -> None:
     assert result.stdout.split() == [str(len(timm.list_models())), "False", "False"]
 
 
-def test_declared_binarization_keeps_first_and_last_float_with_xnor() -> None:
+def test_declared_binarization_keeps_first_and_last_float_with_react() -> None:
     assert bnn_core.get_model("timm/test_resnet").binarization == {
-        "bconfig": "xnor",
+        "bconfig": "react",
         "custom_config_layers_name": {"_first_": {}, "_last_": {}},
         "ignore_layers_name": [],
     }
@@ -100,11 +100,10 @@ def test_binarize_true_keeps_the_ends_float_and_binarizes_the_rest(name: str) ->
     floating = [n for n, m in found.items() if not isinstance(m, bnn_core.BinaryLayerMixin)]
     assert floating == list(FLOAT_ENDS[name])
     assert len(found) - len(floating) >= 10
-    xnor = bnn_core.get_bconfig("xnor")
     for layer_name, layer in found.items():
-        if layer_name not in floating:
-            assert type(layer.weight_pre_process) is type(xnor.weight_pre_process())
-            assert type(layer.activation_pre_process) is type(xnor.activation_pre_process())
+        if layer_name not in floating:  # the react method's binarizers
+            assert type(layer.weight_pre_process) is bnn_core.get_binarizer("xnor_weight")
+            assert type(layer.activation_pre_process) is bnn_core.get_binarizer("input_bias")
 
 
 def test_binarized_model_runs_forward_and_backward_on_grey_images() -> None:
