@@ -155,13 +155,21 @@ def test_wrappers_and_bnn_checkpoints_are_unwrapped(trained, tmp_path):
         assert same_weights(create_model("lenet5", pretrained=str(tmp_path / name)), model), name
 
 
-def test_binarized_weights_load_into_the_binarized_model(tmp_path):
+@pytest.fixture
+def binarized(tmp_path) -> tuple[torch.nn.Module, Path]:
+    """A LeNet-5 binarized with react, a binarizer moved off its initial state, and its
+    state dict on disk."""
     torch.manual_seed(2)
     binary = create_model("lenet5", binarize="react")
     with torch.no_grad():
         binary.conv2.activation_pre_process.bias.fill_(0.25)
     path = tmp_path / "binary.pt"
     torch.save(binary.state_dict(), path)
+    return binary, path
+
+
+def test_binarized_weights_load_into_the_binarized_model(binarized):
+    binary, path = binarized
     loaded = create_model("lenet5", binarize="react", pretrained=str(path))
     assert same_weights(loaded, binary)
     with pytest.raises(WeightsMismatchError, match=r"binarized model .*activation_pre_process"):
@@ -282,19 +290,20 @@ def test_a_plugin_cannot_take_over_http(fresh_plugins):
         create_model("lenet5", pretrained=f"https://host/w.pt#sha256={'0' * 64}")
 
 
+def written(path: Path, text: str) -> Path:
+    """``path``, holding ``text`` without its common indentation."""
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
 def recipe(tmp_path: Path, pretrained: str) -> str:
-    path = tmp_path / "recipe.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            name: pretrained
-            model: {{name: lenet5, pretrained: "{pretrained}"}}
-            binarize: default
-            """
-        )
-    )
-    return str(path)
+    body = f"""\
+        version: 1
+        name: pretrained
+        model: {{name: lenet5, pretrained: "{pretrained}"}}
+        binarize: default
+        """
+    return str(written(tmp_path / "recipe.yaml", body))
 
 
 def test_cli_reports_a_bad_pretrained_with_exit_2(capsys, trained, tmp_path):
@@ -314,45 +323,36 @@ def test_a_distillation_teacher_takes_pretrained_weights(trained, tmp_path):
     from bnn.training.distill import build_teacher
 
     model, path = trained
-    file = tmp_path / "teacher.yaml"
-    file.write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            name: taught
-            model: lenet5
-            binarize: default
-            distillation:
-              teacher: {{name: lenet5, pretrained: "{path}"}}
-            """
-        )
+    file = written(
+        tmp_path / "teacher.yaml",
+        f"""\
+        version: 1
+        name: taught
+        model: lenet5
+        binarize: default
+        distillation:
+          teacher: {{name: lenet5, pretrained: "{path}"}}
+        """,
     )
     teacher = build_teacher(load_recipe(file).distillation)
     assert same_weights(teacher, model)
 
 
-def test_a_recipe_fine_tunes_from_a_binarized_models_weights(tmp_path):
+def test_a_recipe_fine_tunes_from_a_binarized_models_weights(binarized, tmp_path):
     from bnn.recipe import load_recipe
     from bnn.training.trainer import Trainer
 
-    torch.manual_seed(3)
-    binary = create_model("lenet5", binarize="react")
-    with torch.no_grad():
-        binary.conv2.activation_pre_process.bias.fill_(0.25)
-    path = tmp_path / "binary.pt"
-    torch.save(binary.state_dict(), path)
-    file = tmp_path / "fine_tune.yaml"
-    file.write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            name: fine_tune
-            model: {{name: lenet5, pretrained: "{path}"}}
-            binarize: {{bconfig: react, custom_config_layers_name: {{_first_: {{}}, _last_: {{}}}}}}
-            data: {{dataset: fashion_mnist, batch_size: 16}}
-            training: {{epochs: 1, optimizers: {{name: adam, lr: 0.0}}}}
-            """
-        )
+    binary, path = binarized
+    file = written(
+        tmp_path / "fine_tune.yaml",
+        f"""\
+        version: 1
+        name: fine_tune
+        model: {{name: lenet5, pretrained: "{path}"}}
+        binarize: {{bconfig: react, custom_config_layers_name: {{_first_: {{}}, _last_: {{}}}}}}
+        data: {{dataset: fashion_mnist, batch_size: 16}}
+        training: {{epochs: 1, optimizers: {{name: adam, lr: 0.0}}}}
+        """,
     )
     recipe = load_recipe(file)
     assert same_weights(recipe.build_model(binarize=False), binary)
